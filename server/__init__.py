@@ -1,0 +1,1 @@
+"""Chorus web server: REST API, WebSocket, EventHub, stores, auth."""

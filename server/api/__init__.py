@@ -1,0 +1,1 @@
+"""HTTP API: request parsing helpers, health and metrics routes."""

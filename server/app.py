@@ -1,0 +1,71 @@
+"""create_app(settings): the one place the web application is wired."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+from aiohttp_session import setup as setup_sessions
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from server import keys
+from server.api.health import routes as health_routes
+from server.auth.passwords import PasswordHasher
+from server.auth.routes import routes as auth_routes
+from server.config import Settings
+from server.cors import setup_cors
+from server.errors import error_middleware
+from server.metrics import Metrics
+from server.middlewares import request_context
+from server.pipelines import AgentRegistry
+from server.redis_keys import RedisKeys
+from server.resources import redis_ctx, session_manager_ctx, store_ctx
+from server.runs.routes import routes as run_routes
+from server.sessions.routes import routes as session_routes
+from server.ui import setup_ui
+from server.ws import setup_ws
+
+SESSION_COOKIE = "chorus_session"
+
+
+def _cookie_storage(settings: Settings) -> EncryptedCookieStorage:
+    assert settings.secret_key is not None
+    # A key of its own for the cookie, derived from SECRET_KEY (never the JWT key itself).
+    digest = hashlib.sha256(b"chorus-cookie:" + settings.secret_key.encode()).digest()
+    return EncryptedCookieStorage(
+        digest,  # raw 32 bytes: the storage base64-encodes them into a Fernet key
+        cookie_name=SESSION_COOKIE,
+        httponly=True,
+        samesite="Lax",
+        secure=settings.production,
+        max_age=settings.jwt_ttl_s,
+    )
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the web application for these settings (Redis and secret already resolved)."""
+    if settings.redis_url is None or settings.secret_key is None:
+        raise ValueError("create_app needs redis_url and secret_key resolved")
+    app = web.Application(
+        middlewares=[request_context, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.REDIS_KEYS] = RedisKeys(settings.redis_key_prefix)
+    app[keys.METRICS] = Metrics()
+    app[keys.PASSWORDS] = PasswordHasher(settings.bcrypt_rounds)
+    app[keys.PIPELINES] = AgentRegistry.load(
+        settings.pipelines_file, demo_url=settings.demo_model_url
+    )
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(session_manager_ctx)
+    setup_sessions(app, _cookie_storage(settings))
+    app.add_routes(health_routes)
+    app.add_routes(auth_routes)
+    app.add_routes(session_routes)
+    app.add_routes(run_routes)
+    setup_ws(app)
+    setup_cors(app)
+    setup_ui(app)
+    return app

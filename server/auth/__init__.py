@@ -1,0 +1,1 @@
+"""Accounts: password hashing, JWTs, identity of a request, auth routes."""

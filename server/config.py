@@ -1,0 +1,179 @@
+"""Settings: read from the environment once, at start-up, into one frozen object."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Rate limits; each is (count, window in seconds)."""
+
+    llm_per_user: int = 100
+    llm_global: int = 10_000
+    llm_window_s: int = 3600
+    api_per_user: int = 1200
+    api_window_s: int = 60
+    login_per_email: int = 10
+    login_per_ip: int = 50
+    login_window_s: int = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Chorus reads; see the configuration table in README.md."""
+
+    env: Literal["production", "development"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    mongodb_url: str | None = None
+    mongodb_db: str = "chorus"
+    data_dir: Path = Path("data")
+    secret_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    bcrypt_rounds: int = 12
+    jwt_ttl_s: int = 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    limits: Limits = field(default_factory=Limits)
+    redis_key_prefix: str = "chorus"
+    # Worker and run knobs (read here too: the same object serves server and workers).
+    pipelines_file: Path | None = None
+    embedded_worker: bool = True
+    delta_flush_ms: int = 50
+    stage_timeout_s: float = 120.0
+    attempt_timeout_s: float = 30.0
+    # Model chain retries (DESIGN §6): attempts per model, exponential backoff with full jitter.
+    llm_attempts_per_model: int = 3
+    llm_backoff_base_s: float = 0.25
+    llm_backoff_max_s: float = 8.0
+    event_history: int = 5000
+    event_history_ttl_s: int = 6 * 3600
+    worker_max_jobs: int = 600
+    worker_poll_s: float = 0.005
+    demo_token_delay_ms: float = 5.0
+    demo_model_url: str | None = None
+    ui_api_base: str = ""
+    # WebSocket knobs (DESIGN §5).
+    ws_auth_timeout_s: float = 10.0
+    ws_heartbeat_s: float = 20.0
+    ws_queue_size: int = 1024
+
+    @property
+    def production(self) -> bool:
+        """Whether the stricter production rules apply."""
+        return self.env == "production"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the embedded mode must supply Redis (no REDIS_URL given)."""
+        return self.redis_url is None
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with some fields changed (used by the embedded bootstrap and tests)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from the environment; raise ConfigError naming a bad one."""
+        env = os.environ if env is None else env
+        mode = env.get("ENV", "development").lower()
+        if mode not in ("production", "development"):
+            raise ConfigError(f"ENV must be 'production' or 'development', got {mode!r}")
+        limits = Limits(
+            llm_per_user=_int(env, "RATE_LLM_PER_USER", Limits.llm_per_user, 1),
+            llm_global=_int(env, "RATE_LLM_GLOBAL", Limits.llm_global, 1),
+            llm_window_s=_int(env, "RATE_LLM_WINDOW_S", Limits.llm_window_s, 1),
+            api_per_user=_int(env, "RATE_API_PER_USER", Limits.api_per_user, 1),
+            api_window_s=_int(env, "RATE_API_WINDOW_S", Limits.api_window_s, 1),
+            login_per_email=_int(env, "RATE_LOGIN_PER_EMAIL", Limits.login_per_email, 1),
+            login_per_ip=_int(env, "RATE_LOGIN_PER_IP", Limits.login_per_ip, 1),
+            login_window_s=_int(env, "RATE_LOGIN_WINDOW_S", Limits.login_window_s, 1),
+        )
+        settings = cls(
+            env=mode,  # type: ignore[arg-type]
+            host=env.get("HOST", cls.host),
+            port=_int(env, "PORT", cls.port),
+            redis_url=env.get("REDIS_URL") or None,
+            mongodb_url=env.get("MONGODB_URL") or None,
+            mongodb_db=env.get("MONGODB_DB", cls.mongodb_db),
+            data_dir=Path(env.get("DATA_DIR", "data")),
+            secret_key=env.get("SECRET_KEY") or None,
+            allowed_origins=_list(env, "ALLOWED_ORIGINS"),
+            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
+            bcrypt_rounds=_int(env, "BCRYPT_ROUNDS", cls.bcrypt_rounds, 4),
+            jwt_ttl_s=_int(env, "JWT_TTL_S", cls.jwt_ttl_s, 60),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            limits=limits,
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", cls.redis_key_prefix),
+            pipelines_file=Path(env["PIPELINES_FILE"]) if env.get("PIPELINES_FILE") else None,
+            embedded_worker=env.get("EMBEDDED_WORKER", "1") not in ("0", "false", "no"),
+            delta_flush_ms=_int(env, "DELTA_FLUSH_MS", cls.delta_flush_ms, 1),
+            stage_timeout_s=_float(env, "STAGE_TIMEOUT_S", cls.stage_timeout_s),
+            attempt_timeout_s=_float(env, "ATTEMPT_TIMEOUT_S", cls.attempt_timeout_s),
+            llm_attempts_per_model=_int(
+                env, "LLM_ATTEMPTS_PER_MODEL", cls.llm_attempts_per_model, 1
+            ),
+            llm_backoff_base_s=_float(env, "LLM_BACKOFF_BASE_S", cls.llm_backoff_base_s),
+            llm_backoff_max_s=_float(env, "LLM_BACKOFF_MAX_S", cls.llm_backoff_max_s),
+            event_history=_int(env, "EVENT_HISTORY", cls.event_history, 10),
+            event_history_ttl_s=_int(env, "EVENT_HISTORY_TTL_S", cls.event_history_ttl_s, 60),
+            worker_max_jobs=_int(env, "WORKER_MAX_JOBS", cls.worker_max_jobs, 1),
+            worker_poll_s=_float(env, "WORKER_POLL_S", cls.worker_poll_s),
+            demo_token_delay_ms=_float(env, "DEMO_TOKEN_DELAY_MS", cls.demo_token_delay_ms),
+            demo_model_url=env.get("DEMO_MODEL_URL") or None,
+            ui_api_base=env.get("UI_API_BASE", "").rstrip("/"),
+            ws_auth_timeout_s=_float(env, "WS_AUTH_TIMEOUT_S", cls.ws_auth_timeout_s),
+            ws_heartbeat_s=_float(env, "WS_HEARTBEAT_S", cls.ws_heartbeat_s),
+            ws_queue_size=_int(env, "WS_QUEUE_SIZE", cls.ws_queue_size, 1),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse settings that are unsafe for the chosen mode."""
+        if self.production:
+            if not self.secret_key or len(self.secret_key.encode()) < 32:
+                raise ConfigError("SECRET_KEY of at least 32 bytes is required when ENV=production")
+            if self.bcrypt_rounds < 12:
+                raise ConfigError("BCRYPT_ROUNDS must be >= 12 when ENV=production")
+        elif self.secret_key is not None and len(self.secret_key.encode()) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 bytes")

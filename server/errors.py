@@ -1,0 +1,140 @@
+"""API errors and the one place that turns exceptions into error responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+log = logging.getLogger("chorus.errors")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a stable machine-readable code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class InvalidRequest(ApiError):
+    status = 422
+    code = "invalid_request"
+
+
+class MalformedJson(ApiError):
+    status = 400
+    code = "invalid_json"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class InvalidCredentials(ApiError):
+    status = 401
+    code = "invalid_credentials"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class SessionBusy(Conflict):
+    code = "session_busy"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(ApiError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(ApiError):
+    status = 503
+    code = "unavailable"
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """Return the error envelope every API error uses."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Build a JSON error response."""
+    return web.Response(
+        status=status,
+        text=json.dumps(error_body(code, message)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """Summarise a pydantic error naming each field, without echoing the input."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts[:5])
+
+
+_HTTP_CODES = {
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "method not allowed"),
+    413: ("payload_too_large", "request body too large"),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every exception to the JSON error envelope; never leak a stack trace."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except ValidationError as exc:
+        return error_response(422, "invalid_request", describe_validation(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        return error_response(exc.status, code, message)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,1 @@
+"""Session events: the EventBus (publish, replay) and the EventHub (fan-out to sockets)."""

@@ -1,0 +1,32 @@
+"""Pipelines, agents, models and providers, declared in a TOML file (DESIGN §6)."""
+
+from __future__ import annotations
+
+from server.pipelines.prompts import build_messages, render_system
+from server.pipelines.registry import (
+    DEFAULT_PIPELINES_FILE,
+    DEMO_URL_VARIABLE,
+    Agent,
+    AgentRegistry,
+    Model,
+    Pipeline,
+    PipelinesError,
+    Provider,
+    Stage,
+    UnknownName,
+)
+
+__all__ = [
+    "DEFAULT_PIPELINES_FILE",
+    "DEMO_URL_VARIABLE",
+    "Agent",
+    "AgentRegistry",
+    "Model",
+    "Pipeline",
+    "PipelinesError",
+    "Provider",
+    "Stage",
+    "UnknownName",
+    "build_messages",
+    "render_system",
+]

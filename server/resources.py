@@ -1,0 +1,65 @@
+"""Cleanup contexts: each opens one shared client at start-up and closes it at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from server import keys
+from server.auth.tokens import TokenService
+from server.events.bus import EventBus
+from server.ratelimit import RateLimiter
+from server.sessions.manager import SessionManager
+from server.store.factory import open_store
+
+
+def redis_client(url: str) -> ArqRedis:
+    """Build the shared Redis client (arq's subclass: it also enqueues jobs)."""
+    client: ArqRedis = ArqRedis.from_url(
+        url,
+        health_check_interval=15,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        retry_on_timeout=True,
+    )
+    return client
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis client and the services built on it."""
+    settings = app[keys.SETTINGS]
+    assert settings.redis_url is not None, "REDIS_URL is resolved before create_app"
+    assert settings.secret_key is not None, "SECRET_KEY is resolved before create_app"
+    redis = redis_client(settings.redis_url)
+    app[keys.REDIS] = redis
+    app[keys.TOKENS] = TokenService(
+        settings.secret_key, settings.jwt_ttl_s, redis, app[keys.REDIS_KEYS]
+    )
+    app[keys.RATE_LIMITER] = RateLimiter(redis, app[keys.REDIS_KEYS])
+    app[keys.EVENT_BUS] = EventBus(
+        redis, app[keys.REDIS_KEYS], settings.event_history, settings.event_history_ttl_s
+    )
+    yield
+    await redis.aclose()
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the document store (indexes created idempotently) and close it."""
+    store = await open_store(app[keys.SETTINGS])
+    app[keys.STORE] = store
+    yield
+    await store.close()
+
+
+async def session_manager_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the SessionManager once Redis and the store are open."""
+    redis = app[keys.REDIS]
+    assert isinstance(redis, ArqRedis)
+    app[keys.SESSION_MANAGER] = SessionManager(
+        settings=app[keys.SETTINGS], store=app[keys.STORE], arq=redis,
+        keys=app[keys.REDIS_KEYS], bus=app[keys.EVENT_BUS], limiter=app[keys.RATE_LIMITER],
+        registry=app[keys.PIPELINES],
+    )  # fmt: skip
+    yield

@@ -1,0 +1,1 @@
+"""Runs: their lifecycle (shared by server and workers), queueing and REST routes."""

@@ -1,0 +1,1 @@
+"""Chat sessions: the REST resources and the manager that starts runs."""

@@ -1,0 +1,130 @@
+"""The sessions resource: create, list, get, rename, delete, and its messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server import keys
+from server.api.body import parse_body, parse_query
+from server.auth.identity import authenticate
+from server.errors import InvalidRequest, NotFound
+from server.logs import session_id_var
+from server.sessions.schemas import (
+    CreateSessionBody,
+    ListMessagesQuery,
+    ListSessionsQuery,
+    RenameSessionBody,
+)
+from server.store.models import ChatSession, format_ts, utcnow
+
+RECENT_MESSAGES = 50
+routes = web.RouteTableDef()
+
+
+def _dump(session: ChatSession) -> dict[str, Any]:
+    return session.model_dump(mode="json")
+
+
+def check_pipeline(app: web.Application, name: str) -> None:
+    """Refuse a pipeline name the registry does not know (422)."""
+    if name not in app[keys.PIPELINES].pipeline_names():
+        raise InvalidRequest(f"pipeline: unknown pipeline {name!r}")
+
+
+async def _own_session(request: web.Request, user_id: str) -> ChatSession:
+    session_id = request.match_info["session_id"]
+    session_id_var.set(session_id)
+    session = await request.app[keys.STORE].get_session(user_id, session_id)
+    if session is None:
+        raise NotFound("session not found")
+    return session
+
+
+@routes.post("/api/v1/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    """Create a session for the caller."""
+    identity = await authenticate(request)
+    body = await parse_body(request, CreateSessionBody)
+    check_pipeline(request.app, body.pipeline)
+    session = ChatSession(user_id=identity.user.user_id, title=body.title, pipeline=body.pipeline)
+    await request.app[keys.STORE].create_session(session)
+    return web.json_response(_dump(session), status=201)
+
+
+@routes.get("/api/v1/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    """List the caller's sessions, newest first, one page at a time."""
+    identity = await authenticate(request)
+    query = parse_query(request.query, ListSessionsQuery)
+    items, total = await request.app[keys.STORE].list_sessions(
+        identity.user.user_id, status=query.status, limit=query.limit, skip=query.skip
+    )
+    return web.json_response(
+        {"items": [_dump(s) for s in items], "limit": query.limit, "skip": query.skip,
+         "total": total}
+    )  # fmt: skip
+
+
+@routes.get("/api/v1/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    """Return a session with its recent messages and its active run."""
+    identity = await authenticate(request)
+    session = await _own_session(request, identity.user.user_id)
+    store = request.app[keys.STORE]
+    messages = await store.list_messages(
+        identity.user.user_id, session.session_id, limit=RECENT_MESSAGES
+    )
+    active_run = None
+    if session.active_run_id is not None:
+        run = await store.get_run(session.active_run_id, identity.user.user_id)
+        active_run = run.model_dump(mode="json") if run is not None else None
+    body = _dump(session)
+    body["messages"] = [m.model_dump(mode="json") for m in messages]
+    body["active_run"] = active_run
+    return web.json_response(body)
+
+
+@routes.patch("/api/v1/sessions/{session_id}")
+async def rename_session(request: web.Request) -> web.Response:
+    """Rename a session."""
+    identity = await authenticate(request)
+    body = await parse_body(request, RenameSessionBody)
+    session_id = request.match_info["session_id"]
+    updated = await request.app[keys.STORE].update_session(
+        identity.user.user_id, session_id, {"title": body.title, "updated_at": utcnow()}
+    )
+    if updated is None:
+        raise NotFound("session not found")
+    return web.json_response(_dump(updated))
+
+
+@routes.delete("/api/v1/sessions/{session_id}")
+async def delete_session(request: web.Request) -> web.Response:
+    """Delete a session with its messages and runs."""
+    identity = await authenticate(request)
+    session = await _own_session(request, identity.user.user_id)
+    if session.active_run_id is not None:
+        await request.app[keys.REDIS].set(
+            request.app[keys.REDIS_KEYS].run_cancel(session.active_run_id), "1", ex=3600
+        )
+    await request.app[keys.STORE].delete_session(identity.user.user_id, session.session_id)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/sessions/{session_id}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """Return the conversation history, newest page first, each page oldest first."""
+    identity = await authenticate(request)
+    query = parse_query(request.query, ListMessagesQuery)
+    session = await _own_session(request, identity.user.user_id)
+    messages = await request.app[keys.STORE].list_messages(
+        identity.user.user_id, session.session_id, limit=query.limit, before=query.before
+    )
+    full_page = len(messages) == query.limit
+    next_before = format_ts(messages[0].created_at) if full_page else None
+    return web.json_response(
+        {"items": [m.model_dump(mode="json") for m in messages], "limit": query.limit,
+         "next_before": next_before}
+    )  # fmt: skip

@@ -1,0 +1,109 @@
+"""The Store protocol: every durable read and write Chorus makes (DESIGN §3).
+
+Two implementations pass one contract suite (tests/server/store/): MongoStore and
+SqliteStore. Every method that reads a user's data takes that user's id and filters
+by it; the few that do not (``get_run_internal``, ``update_run``...) are for workers
+and the server's own bookkeeping, never called with ids taken from a request alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from server.store.models import ChatSession, LlmCall, Message, Run, UsageSummary, User
+
+# Field values allowed in ``set_fields``/``expect``: JSON-like values, datetimes and
+# pydantic models (stored as their dump). Keys of ``set_fields`` may be dotted paths
+# into nested documents and arrays, e.g. ``"stages.1.status"``.
+Fields = dict[str, Any]
+
+
+class DuplicateError(Exception):
+    """A unique key (user email, document id) already exists."""
+
+
+class Store(Protocol):
+    """Document storage for users, sessions, messages, runs and LLM calls."""
+
+    backend: str
+
+    async def ensure_indexes(self) -> None:
+        """Create every collection and index; safe to call on every start-up."""
+
+    async def ping(self) -> None:
+        """Raise if the store is not reachable."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    # users
+    async def create_user(self, user: User) -> None:
+        """Insert a user; raise DuplicateError if the email is taken."""
+
+    async def get_user(self, user_id: str) -> User | None:
+        """Return the user with this id."""
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        """Return the user with this (already lower-cased) email."""
+
+    # sessions
+    async def create_session(self, session: ChatSession) -> None:
+        """Insert a session."""
+
+    async def get_session(self, user_id: str, session_id: str) -> ChatSession | None:
+        """Return the user's session, or None if absent or another user's."""
+
+    async def list_sessions(
+        self, user_id: str, *, status: str | None, limit: int, skip: int
+    ) -> tuple[list[ChatSession], int]:
+        """Return one page of the user's sessions, newest started_at first, and the total."""
+
+    async def update_session(
+        self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> ChatSession | None:
+        """Set fields if the session is the user's and matches ``expect``; return it updated."""
+
+    async def delete_session(self, user_id: str, session_id: str) -> bool:
+        """Delete the user's session with its messages and runs; False if absent."""
+
+    # messages
+    async def insert_message(self, message: Message) -> bool:
+        """Insert a message once: False (and no write) if its message_id exists."""
+
+    async def list_messages(
+        self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None
+    ) -> list[Message]:
+        """Return the ``limit`` newest messages older than ``before``, oldest first."""
+
+    # runs
+    async def insert_run(self, run: Run) -> None:
+        """Insert a run."""
+
+    async def get_run(self, run_id: str, user_id: str | None = None) -> Run | None:
+        """Return the run; with ``user_id``, only if it is that user's."""
+
+    async def update_run(
+        self, run_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> Run | None:
+        """Set fields if the run matches ``expect``; return it updated, else None."""
+
+    async def list_runs(
+        self,
+        *,
+        session_id: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Return runs by session and/or status (oldest updated first), for reapers and views."""
+
+    # llm calls
+    async def insert_llm_call(self, call: LlmCall) -> None:
+        """Record one LLM call attempt."""
+
+    async def list_llm_calls(self, run_id: str) -> list[LlmCall]:
+        """Return a run's LLM calls in the order they were made."""
+
+    async def usage_summary(self, user_id: str) -> UsageSummary:
+        """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""

@@ -1,0 +1,170 @@
+"""Stored documents: one pydantic model per collection (DESIGN §3)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+
+def utcnow() -> datetime:
+    """Return the current UTC time at millisecond precision (what MongoDB stores)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_id() -> str:
+    """Return a new random, URL-safe document id."""
+    return secrets.token_hex(12)
+
+
+def _as_utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return aware.replace(microsecond=aware.microsecond // 1000 * 1000)
+    return value
+
+
+def format_ts(value: datetime) -> str:
+    """Format a timestamp as fixed-width ISO 8601 UTC, so text order is time order."""
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_as_utc),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]
+
+RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+StageStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+SessionStatus = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+
+
+class Doc(BaseModel):
+    """Base of stored documents: unknown keys (e.g. Mongo's _id) are dropped on load."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class User(Doc):
+    user_id: str = Field(default_factory=new_id)
+    email: str
+    password_hash: str
+    name: str = ""
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+    disabled: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """Return the user as the API shows it (never the password hash)."""
+        return self.model_dump(mode="json", exclude={"password_hash", "disabled"})
+
+
+class ChatSession(Doc):
+    session_id: str = Field(default_factory=new_id)
+    user_id: str
+    title: str = ""
+    pipeline: str = "default"
+    status: SessionStatus = "idle"
+    active_run_id: str | None = None
+    started_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+    last_seq: int = 0
+
+
+class Message(Doc):
+    message_id: str = Field(default_factory=new_id)
+    session_id: str
+    user_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    content_html: str | None = None
+    run_id: str | None = None
+    created_at: Timestamp = Field(default_factory=utcnow)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def plus(self, other: Usage) -> Usage:
+        """Return the sum of two usages."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=round(self.cost_usd + other.cost_usd, 10),
+        )
+
+
+class StageState(BaseModel):
+    name: str
+    agent: str
+    status: StageStatus = "pending"
+    output: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+
+
+class Run(Doc):
+    run_id: str = Field(default_factory=new_id)
+    session_id: str
+    user_id: str
+    pipeline: str
+    input_message_id: str
+    status: RunStatus = "queued"
+    stages: list[StageState]
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+    cancel_requested: bool = False
+    # Bumped by each retry, so the retried stage gets a fresh (stable) arq job id.
+    generation: int = 0
+    assistant_message_id: str | None = None
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+    finished_at: Timestamp | None = None
+
+
+class LlmCall(Doc):
+    call_id: str = Field(default_factory=new_id)
+    run_id: str
+    stage: str
+    user_id: str
+    provider: str
+    model: str
+    attempt: int
+    outcome: Literal["ok", "error", "timeout", "broken_stream", "cancelled"]
+    status_code: int | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+    created_at: Timestamp = Field(default_factory=utcnow)
+
+
+class DayUsage(BaseModel):
+    day: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+
+class UsageSummary(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+    days: list[DayUsage] = Field(default_factory=list)

@@ -1,0 +1,270 @@
+"""SqliteStore: the embedded document store, JSON documents in SQLite (DESIGN §3).
+
+Each collection is a table whose ``doc`` column (the document as JSON) is the single
+source of truth; the id and the indexed fields are virtual columns generated from it.
+Timestamps are fixed-width ISO text, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+from pydantic import BaseModel
+
+from server.store.base import DuplicateError, Fields
+from server.store.codec import json_path, summarize, to_json
+from server.store.models import (
+    ChatSession,
+    DayUsage,
+    LlmCall,
+    Message,
+    Run,
+    UsageSummary,
+    User,
+)
+from server.store.sqlite_sql import PRAGMAS, USAGE_SQL, condition, schema
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _exec(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement, close its cursor and return how many rows it changed."""
+    async with conn.execute(sql, params) as cursor:
+        return cursor.rowcount
+
+
+def _load(model: type[M], rows: Iterable[Any]) -> list[M]:
+    return [model.model_validate_json(row[0]) for row in rows]
+
+
+class SqliteStore:
+    """The Store protocol over one aiosqlite connection (WAL, serialized writes)."""
+
+    backend = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        # Writes are serialized so no statement lands inside another's transaction.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating if needed) the database file at ``path``."""
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for pragma in PRAGMAS:
+                await _exec(conn, f"PRAGMA {pragma}")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
+        async with self._write_lock, self._conn.execute(sql, params) as cursor:
+            rows = list(await cursor.fetchall())
+            return cursor.rowcount, rows
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await _exec(self._conn, "BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await _exec(self._conn, "ROLLBACK")
+                raise
+            await _exec(self._conn, "COMMIT")
+
+    async def _insert(self, table: str, doc: BaseModel) -> None:
+        try:
+            await self._write(f"INSERT INTO {table} (doc) VALUES (?)", (doc.model_dump_json(),))
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
+                raise DuplicateError(str(exc)) from exc
+            raise
+
+    async def _update(
+        self, table: str, where: str, params: list[Any], set_fields: Fields, expect: Fields | None
+    ) -> str | None:
+        """Set fields on the document matching ``where`` and ``expect``; return its JSON."""
+        params = list(params)
+        for path, value in (expect or {}).items():
+            test, test_params = condition(path, value)
+            where += f" AND {test}"
+            params.extend(test_params)
+        if not set_fields:
+            rows = await self._rows(f"SELECT doc FROM {table} WHERE {where}", params)
+        else:
+            pairs = ", ".join("?, json(?)" for _ in set_fields)
+            values = [
+                item
+                for path, value in set_fields.items()
+                for item in (json_path(path), json.dumps(to_json(value)))
+            ]
+            sql = f"UPDATE {table} SET doc = json_set(doc, {pairs}) WHERE {where} RETURNING doc"
+            _, rows = await self._write(sql, values + params)
+        return str(rows[0][0]) if rows else None
+
+    async def ensure_indexes(self) -> None:
+        """Create every table and index; safe to call on every start-up."""
+        async with self._transaction() as conn:
+            for statement in schema():
+                await _exec(conn, statement)
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a query."""
+        await self._rows("SELECT 1")
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def create_user(self, user: User) -> None:
+        """Insert a user; raise DuplicateError if the email or id is taken."""
+        await self._insert("users", user)
+
+    async def get_user(self, user_id: str) -> User | None:
+        """Return the user with this id."""
+        rows = await self._rows("SELECT doc FROM users WHERE id = ?", (user_id,))
+        return next(iter(_load(User, rows)), None)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        """Return the user with this (already lower-cased) email."""
+        rows = await self._rows("SELECT doc FROM users WHERE email = ?", (email,))
+        return next(iter(_load(User, rows)), None)
+
+    async def create_session(self, session: ChatSession) -> None:
+        """Insert a session."""
+        await self._insert("sessions", session)
+
+    async def get_session(self, user_id: str, session_id: str) -> ChatSession | None:
+        """Return the user's session, or None if absent or another user's."""
+        sql = "SELECT doc FROM sessions WHERE id = ? AND user_id = ?"
+        return next(iter(_load(ChatSession, await self._rows(sql, (session_id, user_id)))), None)
+
+    async def list_sessions(
+        self, user_id: str, *, status: str | None, limit: int, skip: int
+    ) -> tuple[list[ChatSession], int]:
+        """Return one page of the user's sessions, newest started_at first, and the total."""
+        where, params = "user_id = ?", [user_id]
+        if status is not None:
+            where, params = where + " AND status = ?", [*params, status]
+        total = (await self._rows(f"SELECT count(*) FROM sessions WHERE {where}", params))[0][0]
+        if limit <= 0:
+            return [], int(total)
+        sql = (
+            f"SELECT doc FROM sessions WHERE {where} "
+            "ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?"
+        )
+        rows = await self._rows(sql, [*params, limit, max(skip, 0)])
+        return _load(ChatSession, rows), int(total)
+
+    async def update_session(
+        self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> ChatSession | None:
+        """Set fields if the session is the user's and matches ``expect``; return it updated."""
+        doc = await self._update(
+            "sessions", "id = ? AND user_id = ?", [session_id, user_id], set_fields, expect
+        )
+        return None if doc is None else ChatSession.model_validate_json(doc)
+
+    async def delete_session(self, user_id: str, session_id: str) -> bool:
+        """Delete the user's session with its messages and runs; False if absent."""
+        async with self._transaction() as conn:
+            sql = "DELETE FROM sessions WHERE id = ? AND user_id = ?"
+            if await _exec(conn, sql, (session_id, user_id)) == 0:
+                return False
+            await _exec(conn, "DELETE FROM messages WHERE session_id = ?", (session_id,))
+            await _exec(conn, "DELETE FROM runs WHERE session_id = ?", (session_id,))
+        return True
+
+    async def insert_message(self, message: Message) -> bool:
+        """Insert a message once: False (and no write) if its message_id exists."""
+        sql = "INSERT INTO messages (doc) VALUES (?) ON CONFLICT DO NOTHING"
+        count, _ = await self._write(sql, (message.model_dump_json(),))
+        return count == 1
+
+    async def list_messages(
+        self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None
+    ) -> list[Message]:
+        """Return the ``limit`` newest messages older than ``before``, oldest first."""
+        if limit <= 0:
+            return []
+        where, params = "session_id = ? AND user_id = ?", [session_id, user_id]
+        if before is not None:
+            where, params = where + " AND created_at < ?", [*params, to_json(before)]
+        sql = f"SELECT doc FROM messages WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return _load(Message, await self._rows(sql, [*params, limit]))[::-1]
+
+    async def insert_run(self, run: Run) -> None:
+        """Insert a run."""
+        await self._insert("runs", run)
+
+    async def get_run(self, run_id: str, user_id: str | None = None) -> Run | None:
+        """Return the run; with ``user_id``, only if it is that user's."""
+        sql, params = "SELECT doc FROM runs WHERE id = ?", [run_id]
+        if user_id is not None:
+            sql, params = sql + " AND user_id = ?", [*params, user_id]
+        return next(iter(_load(Run, await self._rows(sql, params))), None)
+
+    async def update_run(
+        self, run_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> Run | None:
+        """Set fields if the run matches ``expect``; return it updated, else None."""
+        doc = await self._update("runs", "id = ?", [run_id], set_fields, expect)
+        return None if doc is None else Run.model_validate_json(doc)
+
+    async def list_runs(
+        self,
+        *,
+        session_id: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Return runs by session and/or status (oldest updated first), for reapers and views."""
+        tests: list[str] = []
+        params: list[Any] = []
+        if session_id is not None:
+            tests.append("session_id = ?")
+            params.append(session_id)
+        if statuses is not None:
+            tests.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        if updated_before is not None:
+            tests.append("updated_at < ?")
+            params.append(to_json(updated_before))
+        if limit <= 0:
+            return []
+        where = " AND ".join(tests) or "1"
+        sql = f"SELECT doc FROM runs WHERE {where} ORDER BY updated_at, id LIMIT ?"
+        return _load(Run, await self._rows(sql, [*params, limit]))
+
+    async def insert_llm_call(self, call: LlmCall) -> None:
+        """Record one LLM call attempt."""
+        await self._insert("llm_calls", call)
+
+    async def list_llm_calls(self, run_id: str) -> list[LlmCall]:
+        """Return a run's LLM calls in the order they were made."""
+        sql = "SELECT doc FROM llm_calls WHERE run_id = ? ORDER BY created_at, id"
+        return _load(LlmCall, await self._rows(sql, (run_id,)))
+
+    async def usage_summary(self, user_id: str) -> UsageSummary:
+        """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""
+        rows = await self._rows(USAGE_SQL, (user_id,))
+        return summarize(
+            DayUsage(day=day, prompt_tokens=p, completion_tokens=c, cost_usd=cost, calls=n)
+            for day, p, c, cost, n in rows
+        )

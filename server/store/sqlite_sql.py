@@ -1,0 +1,78 @@
+"""SQL text for SqliteStore: the schema, its indexes and JSON field equality tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from server.store.codec import json_path, to_json
+
+# table -> (id field, indexed fields); each becomes a virtual generated column.
+_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "users": ("user_id", ("email",)),
+    "sessions": ("session_id", ("user_id", "status", "started_at")),
+    "messages": ("message_id", ("session_id", "user_id", "created_at")),
+    "runs": ("run_id", ("session_id", "user_id", "status", "created_at", "updated_at")),
+    "llm_calls": ("call_id", ("run_id", "user_id", "created_at")),
+}
+# Secondary indexes; the id column of every table gets a unique index too.
+_INDEXES: tuple[tuple[str, str, str, bool], ...] = (
+    ("users_email", "users", "email", True),
+    ("sessions_user_started", "sessions", "user_id, started_at DESC, id DESC", False),
+    ("sessions_user_status", "sessions", "user_id, status, started_at DESC, id DESC", False),
+    ("messages_session_created", "messages", "session_id, created_at, id", False),
+    ("runs_session_created", "runs", "session_id, created_at", False),
+    ("runs_status_updated", "runs", "status, updated_at", False),
+    ("llm_calls_run", "llm_calls", "run_id", False),
+    ("llm_calls_user_created", "llm_calls", "user_id, created_at", False),
+)
+PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL")
+USAGE_SQL = """
+SELECT substr(created_at, 1, 10) AS day,
+       coalesce(sum(json_extract(doc, '$.prompt_tokens')), 0),
+       coalesce(sum(json_extract(doc, '$.completion_tokens')), 0),
+       total(json_extract(doc, '$.cost_usd')),
+       count(*)
+FROM llm_calls WHERE user_id = ? GROUP BY day
+"""
+
+
+def _table_sql(table: str, id_field: str, fields: Iterable[str]) -> str:
+    columns = [f"id TEXT GENERATED ALWAYS AS (json_extract(doc, '$.{id_field}')) VIRTUAL NOT NULL"]
+    columns += [
+        f"{name} TEXT GENERATED ALWAYS AS (json_extract(doc, '$.{name}')) VIRTUAL"
+        for name in fields
+    ]
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} "
+        f"(doc TEXT NOT NULL CHECK (json_valid(doc)), {', '.join(columns)})"
+    )
+
+
+def schema() -> list[str]:
+    """Return the statements that create every table and index, idempotently."""
+    statements = [_table_sql(t, id_field, fields) for t, (id_field, fields) in _TABLES.items()]
+    statements += [f"CREATE UNIQUE INDEX IF NOT EXISTS {t}_id ON {t} (id)" for t in _TABLES]
+    statements += [
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {table} ({cols})"
+        for name, table, cols, unique in _INDEXES
+    ]
+    return statements
+
+
+def condition(path: str, value: Any) -> tuple[str, list[Any]]:
+    """Return an SQL test that the field at ``path`` equals ``value`` (None: null or missing)."""
+    jpath = json_path(path)
+    plain = to_json(value)
+    if plain is None:
+        return "json_extract(doc, ?) IS NULL", [jpath]
+    if isinstance(plain, bool):
+        return "json_type(doc, ?) = ?", [jpath, "true" if plain else "false"]
+    if isinstance(plain, int | float):
+        sql = "json_type(doc, ?) IN ('integer', 'real') AND json_extract(doc, ?) = ?"
+        return sql, [jpath, jpath, plain]
+    if isinstance(plain, str):
+        return "json_type(doc, ?) = 'text' AND json_extract(doc, ?) = ?", [jpath, jpath, plain]
+    sql = "json_type(doc, ?) IN ('object', 'array') AND json_extract(doc, ?) = json(?)"
+    return sql, [jpath, jpath, json.dumps(plain, separators=(",", ":"))]

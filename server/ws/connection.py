@@ -1,0 +1,248 @@
+"""Connection: one authenticated socket — outbox and writer, dispatch, subscriptions, close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import ValidationError
+
+from server import keys
+from server.auth.identity import Identity
+from server.auth.tokens import TokenError
+from server.errors import ApiError, InvalidRequest, describe_validation
+from server.ws.commands import Command
+from server.ws.outbox import Item, Outbox
+from server.ws.protocol import (
+    CLOSE_TIMEOUT_S,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    error_frame,
+    ready_frame,
+    result_frame,
+    resync_frame,
+)
+
+log = logging.getLogger("chorus.ws")
+
+INVALID_MESSAGE = "invalid_message"
+
+
+class BadFrame(Exception):
+    """A frame that cannot be dispatched; answered with an error, the socket stays open."""
+
+    def __init__(self, cmd_id: int | None, code: str, message: str) -> None:
+        super().__init__(message)
+        self.cmd_id = cmd_id
+        self.code = code
+        self.message = message
+
+
+def error_for(exc: Exception) -> tuple[str, str] | None:
+    """Map a handler's exception to (code, message); None for an unexpected one."""
+    if isinstance(exc, ValidationError):
+        return INVALID_MESSAGE, describe_validation(exc)
+    if isinstance(exc, InvalidRequest):
+        return INVALID_MESSAGE, exc.message
+    if isinstance(exc, ApiError):
+        # NotFound → not_found, SessionBusy → session_busy, RateLimited → rate_limited...
+        return exc.code, exc.message
+    return None
+
+
+class Connection:
+    """Serve one socket: commands in, results and events out through one writer task."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        ws: web.WebSocketResponse,
+        identity: Identity,
+        commands: Mapping[str, Command[Any]],
+    ) -> None:
+        self.app = app
+        self.user = identity.user
+        self._identity = identity
+        self._ws = ws
+        self._commands = commands
+        self._outbox = Outbox(app[keys.SETTINGS].ws_queue_size)
+        self._subscriptions: dict[str, Callable[[], None]] = {}
+        self._last_id: int | None = None
+        self._closing = False
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._done = asyncio.Event()
+
+    # what producers (handlers, the hub) call; none of these awaits the socket
+
+    def push(self, frame: Item) -> None:
+        """Queue a frame (or a batch) for the writer; close 1013 if the client lags too far."""
+        if self._closing:
+            return
+        if not self._outbox.put(frame):
+            self.app[keys.METRICS].ws_slow_closed.inc()
+            log.info("closing a slow websocket consumer", extra={"queued": len(self._outbox)})
+            self.close(TRY_AGAIN_LATER, "slow consumer")
+
+    def send_result(self, cmd_id: int, data: dict[str, Any]) -> None:
+        """Answer a command successfully."""
+        self.push(result_frame(cmd_id, data))
+
+    def send_error(self, cmd_id: int | None, code: str, message: str) -> None:
+        """Answer a command (or an unreadable frame) with an error."""
+        self.push(error_frame(cmd_id, code, message))
+
+    def resync(self, session_ids: list[str]) -> None:
+        """Ask the client to re-subscribe sessions whose live feed may have had a gap."""
+        self.push(resync_frame(session_ids))
+
+    def revoked(self) -> None:
+        """Close the socket: its token was revoked."""
+        self.close(POLICY_VIOLATION, "token revoked")
+
+    # subscriptions: each is stored as the callable that ends it
+
+    def add_subscription(self, session_id: str, unsubscribe: Callable[[], None]) -> None:
+        """Keep a subscription's unsubscribe callable (replacing an older one)."""
+        self.remove_subscription(session_id)
+        self._subscriptions[session_id] = unsubscribe
+
+    def remove_subscription(self, session_id: str) -> bool:
+        """End the subscription to a session; False if there was none."""
+        unsubscribe = self._subscriptions.pop(session_id, None)
+        if unsubscribe is None:
+            return False
+        unsubscribe()
+        return True
+
+    # lifecycle
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` (from any task or callback; idempotent)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._outbox.clear()
+        self._closer = asyncio.create_task(self._close(code, reason), name="ws-close")
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has been served to its end and its close sent."""
+        await self._done.wait()
+        if self._closer is not None:
+            await asyncio.wait([self._closer])
+
+    async def serve(self) -> None:
+        """Run the socket until either side closes it, then release everything it held."""
+        detach = self.app[keys.EVENT_HUB].attach(self, self._identity.claims.jti)
+        metrics = self.app[keys.METRICS]
+        metrics.ws_connections.inc()
+        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+        try:
+            await self._start()
+            await self._read_loop()
+        finally:
+            # Synchronous first: the handler may be cancelled at any await from here on.
+            detach()
+            self._release()
+            metrics.ws_connections.dec()
+            self._done.set()
+            await asyncio.wait([t for t in (self._writer, self._closer) if t is not None])
+
+    async def _start(self) -> None:
+        # Attached first, then checked: a revocation is either seen here or by the hub.
+        try:
+            await self.app[keys.TOKENS].verify(self._identity.token)
+        except TokenError:
+            self.close(POLICY_VIOLATION, "token revoked")
+            return
+        delay = max(0.0, self._identity.claims.seconds_left())
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(delay, self.close, POLICY_VIOLATION, "token expired")
+        self.push(ready_frame(self.user.public()))
+
+    def _release(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for session_id in list(self._subscriptions):
+            self.remove_subscription(session_id)
+        self._closing = True
+        if self._writer is not None and self._closer is None:
+            self._writer.cancel()  # a closer cancels the writer itself, then closes
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.wait([self._writer])
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._ws.close(code=code, message=reason.encode())
+        except TimeoutError:
+            log.info("websocket close handshake timed out (code %d)", code)
+
+    async def _write_loop(self) -> None:
+        outbox, ws, text = self._outbox, self._ws, WSMsgType.TEXT
+        try:
+            while True:
+                item = await outbox.get()
+                if isinstance(item, bytes):
+                    await ws.send_frame(item, text)
+                else:
+                    for frame in item:
+                        await ws.send_frame(frame, text)
+        except ConnectionError:
+            return  # the peer is gone; the read loop sees it too
+        except Exception:
+            log.exception("websocket writer failed")
+            self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
+
+    # reading and dispatch
+
+    async def _read_loop(self) -> None:
+        while True:
+            msg = await self._ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                await self._on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                self.send_error(None, INVALID_MESSAGE, "frames must be JSON text, not binary")
+            else:
+                return  # CLOSE, CLOSING, CLOSED or ERROR (aiohttp sent the close code)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            cmd_id, command, frame = self._envelope(text)
+        except BadFrame as bad:
+            self.send_error(bad.cmd_id, bad.code, bad.message)
+            return
+        try:
+            payload = command.schema.model_validate(frame)
+            await command.handler(self, cmd_id, payload)
+        except Exception as exc:
+            mapped = error_for(exc)
+            if mapped is None:
+                log.error("websocket command %s failed", command.name, exc_info=exc)
+                mapped = ("internal_error", "internal server error")
+            self.send_error(cmd_id, *mapped)
+
+    def _envelope(self, text: str) -> tuple[int, Command[Any], dict[str, Any]]:
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            raise BadFrame(None, INVALID_MESSAGE, "frame is not valid JSON") from None
+        if not isinstance(frame, dict):
+            raise BadFrame(None, INVALID_MESSAGE, "frame must be a JSON object")
+        cmd_id = frame.get("id")
+        if type(cmd_id) is not int:
+            raise BadFrame(None, INVALID_MESSAGE, "id: an integer is required")
+        if self._last_id is not None and cmd_id <= self._last_id:
+            raise BadFrame(cmd_id, INVALID_MESSAGE, "id: must be greater than the last one")
+        self._last_id = cmd_id
+        kind = frame.get("type")
+        command = self._commands.get(kind) if isinstance(kind, str) else None
+        if command is None:
+            raise BadFrame(cmd_id, "unknown_command", "unknown command type")
+        return cmd_id, command, frame

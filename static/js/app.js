@@ -1,0 +1,296 @@
+// Chorus chat UI: wiring. The ids and data-testid attributes end-to-end tests use are
+// listed in static/README.md; keep that list in step when you change the markup.
+//
+// Modules: api.js (REST), ws.js (the tab's WebSocket), state.js (a session's state),
+// session.js (one open session), views/* (DOM), util/* (helpers).
+
+import { createApi, loadConfig, socketUrl } from "./api.js";
+import { SessionController } from "./session.js";
+import { Socket } from "./ws.js";
+import { byTestId, setText, show } from "./util/dom.js";
+import { describeError, sessionTitle } from "./util/format.js";
+import { createAuthView } from "./views/auth.js";
+import { Composer } from "./views/composer.js";
+import { ConversationView } from "./views/conversation.js";
+import { confirmDialog, createNewSessionDialog } from "./views/dialogs.js";
+import { Sidebar } from "./views/sidebar.js";
+
+const $ = (testid) => byTestId(document, testid);
+const SESSION_ROUTE = /^#\/s\/([A-Za-z0-9_-]{1,64})$/;
+const NARROW = window.matchMedia("(max-width: 720px)");
+
+/** Pipelines from GET /pipelines, whatever the exact envelope: [{name, description, stages}]. */
+function pipelineList(body) {
+  let list = body && typeof body === "object" && "pipelines" in body ? body.pipelines : body;
+  if (list && !Array.isArray(list) && typeof list === "object") {
+    list = Object.entries(list).map(([name, value]) => ({ name, ...value }));
+  }
+  return (Array.isArray(list) ? list : []).filter((p) => p && typeof p.name === "string");
+}
+
+class App {
+  constructor(config) {
+    this.config = config;
+    this.user = null;
+    this.session = null; // the open SessionController
+    this.frame = null;
+    this.lastAuthCheck = 0;
+    this.api = createApi(config.apiBase, {
+      onUnauthorized: () => this.signOut("Your sign-in has expired. Please sign in again."),
+    });
+    this.socket = new Socket(socketUrl(config.apiBase), {
+      onState: (s) => this.showConnection(s),
+      onAuthCheck: () => this.checkAuth(),
+    });
+    this.auth = createAuthView($("auth-view"), { api: this.api, onSignedIn: (u) => this.signedIn(u) });
+    this.sidebar = new Sidebar($("sidebar"), {
+      api: this.api,
+      onOpen: (id) => this.navigate(id),
+      onDeleted: (id) => this.session?.sessionId === id && this.navigate(null),
+      onRenamed: (session) => this.session?.renamed(session),
+      confirm: (message) => confirmDialog($("confirm-dialog"), message),
+      onError: (message) => this.showError(message),
+    });
+    this.conversation = new ConversationView(document.querySelector("main.conversation"), {
+      onCancel: (run) => this.session?.cancel(run),
+      onRetry: (run) => this.session?.retry(run),
+      onLoadRun: (runId) => this.session?.loadRun(runId),
+      onLoadOlder: () => this.session?.loadOlder(),
+      skewMs: () => this.api.clockSkewMs,
+    });
+    this.composer = new Composer($("composer"), {
+      onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),
+    });
+    this.newSession = createNewSessionDialog($("new-session-dialog"), {
+      loadPipelines: async () => pipelineList(await this.api.pipelines()),
+      create: (pipeline, title) => this.api.createSession(pipeline, title),
+    });
+    this.bindChrome();
+  }
+
+  bindChrome() {
+    show($("demo-banner"), this.config.demoModel);
+    $("logout").addEventListener("click", () => this.logout());
+    $("new-session").addEventListener("click", () => this.startSession());
+    $("new-session-empty").addEventListener("click", () => this.startSession());
+    $("global-error-dismiss").addEventListener("click", () => this.hideError());
+    $("reconnect").addEventListener("click", () => this.socket.reconnectNow());
+    $("sidebar-toggle").addEventListener("click", () => this.toggleSidebar());
+    $("sidebar-backdrop").addEventListener("click", () => this.toggleSidebar(false));
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && document.body.classList.contains("sidebar-open")) this.toggleSidebar(false);
+    });
+    NARROW.addEventListener("change", () => this.toggleSidebar(false));
+    window.addEventListener("hashchange", () => this.route());
+    window.addEventListener("online", () => this.socket.reconnectNow());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState !== "visible") return;
+      if (this.socket.state === "offline") this.socket.reconnectNow();
+      this.scheduleRender();
+    });
+  }
+
+  async boot() {
+    this.hideError();
+    try {
+      const body = await this.api.me();
+      this.signedIn(body?.user ?? body);
+    } catch (err) {
+      if (err.status === 401) this.auth.open();
+      else this.showError(describeError(err), () => this.boot());
+    } finally {
+      show($("boot"), false);
+      $("boot").removeAttribute("aria-busy");
+    }
+  }
+
+  signedIn(user) {
+    this.user = user;
+    this.hideError();
+    this.auth.close();
+    show($("app-view"), true);
+    setText($("user-email"), user?.email ?? "");
+    this.socket.start();
+    this.sidebar.reload();
+    this.route();
+  }
+
+  /** Back to the sign-in form (logout, or the server no longer accepts our cookie). */
+  signOut(notice = "") {
+    if (!this.user) return;
+    this.user = null;
+    this.connectedBefore = false;
+    this.socket.stop();
+    this.closeSession();
+    this.sidebar.clear();
+    this.conversation.clear();
+    show($("app-view"), false);
+    this.auth.open(notice);
+  }
+
+  async logout() {
+    try {
+      await this.api.logout();
+    } catch {
+      // signed out locally either way; the cookie expires on its own
+    }
+    if (window.location.hash) history.replaceState(null, "", window.location.pathname);
+    this.signOut();
+  }
+
+  /** A socket that closed for auth reasons, or never got ready: is the sign-in still good? */
+  async checkAuth() {
+    if (Date.now() - this.lastAuthCheck < 5000) return;
+    this.lastAuthCheck = Date.now();
+    try {
+      await this.api.me();
+    } catch (err) {
+      if (err.status === 401) this.signOut("Your sign-in has expired. Please sign in again.");
+    }
+  }
+
+  // --- sessions ---------------------------------------------------------------------
+
+  navigate(sessionId) {
+    const hash = sessionId ? `#/s/${sessionId}` : "";
+    if (window.location.hash === hash || (!hash && !window.location.hash)) this.route();
+    else if (hash) window.location.hash = hash;
+    else {
+      history.pushState(null, "", window.location.pathname);
+      this.route();
+    }
+  }
+
+  route() {
+    if (!this.user) return;
+    const match = SESSION_ROUTE.exec(window.location.hash);
+    if (match) this.openSession(match[1]);
+    else {
+      this.closeSession();
+      this.conversation.clear();
+      this.sidebar.setActive(null);
+      document.title = "Chorus";
+    }
+  }
+
+  openSession(id) {
+    if (this.session?.sessionId === id) return;
+    this.closeSession();
+    this.composer.reset();
+    this.conversation.showLoading(id);
+    this.sidebar.setActive(id);
+    this.toggleSidebar(false);
+    this.session = new SessionController(id, {
+      api: this.api,
+      socket: this.socket,
+      hooks: {
+        onChange: (controller) => controller === this.session && this.scheduleRender(),
+        onGone: (gone) => this.sessionGone(gone),
+        onError: (message, retry) => this.showError(message, retry),
+        onTitle: (session) => this.sidebar.update(session),
+      },
+    });
+    this.session.open();
+    this.composer.focus();
+  }
+
+  closeSession() {
+    this.session?.close();
+    this.session = null;
+  }
+
+  sessionGone(id) {
+    if (this.session?.sessionId !== id) return;
+    this.sidebar.remove(id);
+    this.showError("That session does not exist any more.");
+    this.navigate(null);
+  }
+
+  async startSession() {
+    const session = await this.newSession.open();
+    if (!session) return;
+    this.sidebar.upsert(session);
+    this.navigate(session.session_id);
+  }
+
+  // --- rendering --------------------------------------------------------------------
+
+  scheduleRender() {
+    if (this.frame) return;
+    const run = () => {
+      this.frame = null;
+      this.render();
+    };
+    // Hidden tabs get no animation frames; keep them current at a slower pace.
+    this.frame = document.hidden ? setTimeout(run, 250) : requestAnimationFrame(run);
+  }
+
+  render() {
+    const controller = this.session;
+    if (!controller) return;
+    const { model } = controller;
+    this.conversation.render(model);
+    this.composer.setBusy(model.busy());
+    if (model.session) {
+      this.sidebar.update(model.session);
+      document.title = `${sessionTitle(model.session)} · Chorus`;
+    }
+  }
+
+  showConnection({ state, retryInMs }) {
+    const el = $("conn-status");
+    el.dataset.state = state;
+    clearInterval(this.countdown);
+    const label = () => {
+      if (state === "online") return "Online";
+      if (state === "connecting") return "Connecting…";
+      const left = Math.ceil((this.retryAt - Date.now()) / 1000);
+      return left > 0 ? `Offline · retrying in ${left} s` : "Offline";
+    };
+    if (state === "offline" && retryInMs) {
+      this.retryAt = Date.now() + retryInMs;
+      this.countdown = setInterval(() => setText($("conn-status-text"), label()), 1000);
+    }
+    setText($("conn-status-text"), label());
+    show($("reconnect"), state === "offline" && Boolean(this.user));
+    if (state === "online" && this.user) {
+      // Statuses may have moved while we were away: refresh the list after a reconnect.
+      if (this.connectedBefore) this.sidebar.refresh();
+      this.connectedBefore = true;
+    }
+  }
+
+  showError(message, retry = null) {
+    setText($("global-error-text"), message);
+    const retryButton = $("global-error-retry");
+    show(retryButton, Boolean(retry));
+    retryButton.onclick = retry
+      ? () => {
+          this.hideError();
+          retry();
+        }
+      : null;
+    show($("global-error"), true);
+  }
+
+  hideError() {
+    show($("global-error"), false);
+  }
+
+  toggleSidebar(open = !document.body.classList.contains("sidebar-open")) {
+    const visible = open && NARROW.matches;
+    document.body.classList.toggle("sidebar-open", visible);
+    $("sidebar-toggle").setAttribute("aria-expanded", String(visible));
+    show($("sidebar-backdrop"), visible);
+    if (visible) $("new-session").focus();
+  }
+}
+
+async function main() {
+  const config = await loadConfig();
+  const app = new App(config);
+  window.chorus = app; // handy in the console and for end-to-end tests
+  await app.boot();
+}
+
+main();

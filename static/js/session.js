@@ -1,0 +1,232 @@
+// One open session: REST snapshot + live events into a SessionModel, and its actions.
+//
+// Opening: subscribe (after_seq 0) and GET the session at the same time; events are
+// held until the snapshot is in, then applied on top (the model is idempotent), so a
+// page reloaded mid-run rebuilds the running stage's text from the server's history.
+// recovered:false or a gap: reload the snapshot (REST is the source of truth).
+
+import { SessionModel, ACTIVE_RUN } from "./state.js";
+import { charCount } from "./views/composer.js";
+import { describeError } from "./util/format.js";
+
+const AUTO_TITLE_CHARS = 60;
+
+function autoTitle(text) {
+  const line = text.trim().split("\n")[0].trim();
+  if (charCount(line) <= AUTO_TITLE_CHARS) return line;
+  return `${[...line].slice(0, AUTO_TITLE_CHARS - 1).join("").trimEnd()}…`;
+}
+
+/** An error the composer can show as is. */
+function userError(err) {
+  const error = new Error(describeError(err));
+  error.userMessage = error.message;
+  error.cause = err;
+  return error;
+}
+
+export class SessionController {
+  /**
+   * hooks: onChange(model) after any change; onGone(id) when the session does not exist;
+   * onError(message, retry?) for failures outside the composer; onTitle(session).
+   */
+  constructor(sessionId, { api, socket, hooks }) {
+    this.sessionId = sessionId;
+    this.api = api;
+    this.socket = socket;
+    this.hooks = hooks;
+    this.model = new SessionModel(sessionId);
+    this.closed = false;
+    this.loading = null; // the snapshot load in flight
+    this.loadAgain = false;
+    this.held = []; // events received while a snapshot loads
+    this.runLoads = new Map();
+  }
+
+  open() {
+    this.socket.watch(this.sessionId, this);
+    this.reload();
+  }
+
+  close() {
+    this.closed = true;
+    this.socket.unwatch(this.sessionId);
+  }
+
+  /** Load the REST snapshot (again); concurrent calls coalesce into one more load. */
+  reload() {
+    if (this.loading) {
+      this.loadAgain = true;
+      return this.loading;
+    }
+    this.loading = (async () => {
+      do {
+        this.loadAgain = false;
+        await this.loadSnapshot();
+      } while (this.loadAgain && !this.closed);
+    })()
+      .catch((err) => this.onLoadError(err))
+      .finally(() => {
+        this.loading = null;
+        const held = this.held;
+        this.held = [];
+        for (const ev of held) this.applyEvent(ev);
+        this.changed();
+      });
+    return this.loading;
+  }
+
+  async loadSnapshot() {
+    const body = await this.api.getSession(this.sessionId);
+    if (this.closed) return;
+    this.model.loadSession(body);
+    const activeId = body?.active_run?.run_id ?? null;
+    const pending = [];
+    // A run we think is active but the server does not: we missed how it ended.
+    for (const run of this.model.runs.values()) {
+      if (ACTIVE_RUN.has(run.status) && run.run_id !== activeId) pending.push(this.loadRun(run.run_id));
+    }
+    // The last message never got an answer (failed or cancelled): load its run for Retry.
+    const last = this.model.sortedMessages().at(-1);
+    if (!activeId && last?.role === "user" && last.run_id && !this.model.runs.has(last.run_id)) {
+      pending.push(this.loadRun(last.run_id));
+    }
+    await Promise.allSettled(pending);
+  }
+
+  onLoadError(err) {
+    if (this.closed) return;
+    if (err?.status === 404) this.hooks.onGone(this.sessionId);
+    else if (err?.status !== 401) this.hooks.onError(`Could not load the session: ${describeError(err)}`, () => this.reload());
+  }
+
+  /** Load one run over REST (deduplicated) and merge it. */
+  loadRun(runId) {
+    if (this.runLoads.has(runId)) return this.runLoads.get(runId);
+    const promise = this.api.getRun(runId).then((body) => {
+      if (this.closed) return;
+      this.model.upsertRun(body?.run ?? body, "rest");
+      this.changed();
+    });
+    this.runLoads.set(runId, promise);
+    const forget = () => this.runLoads.delete(runId);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  // --- socket handler -------------------------------------------------------------
+
+  onSubscribed({ recovered }) {
+    if (this.closed) return;
+    if (!recovered) {
+      this.model.markGaps();
+      this.reload();
+    } else if (!this.model.loaded && !this.loading) {
+      this.reload(); // the first snapshot load failed earlier: try again now we are online
+    }
+  }
+
+  onGap() {
+    if (this.closed) return;
+    this.model.markGaps();
+    this.reload();
+  }
+
+  onEvent(ev) {
+    if (this.closed) return;
+    if (this.loading) this.held.push(ev);
+    else this.applyEvent(ev);
+  }
+
+  onSubscribeError(err) {
+    if (this.closed) return;
+    if (err.code === "not_found") this.hooks.onGone(this.sessionId);
+  }
+
+  applyEvent(ev) {
+    const { changed, missingRun } = this.model.apply(ev);
+    if (missingRun) this.loadRun(missingRun).catch(() => {});
+    if (changed) this.changed();
+  }
+
+  changed() {
+    if (!this.closed) this.hooks.onChange(this);
+  }
+
+  // --- actions ----------------------------------------------------------------------
+
+  /** Post a message; rejects with a user-facing message (kept in the composer). */
+  async send(text) {
+    const firstMessage = this.model.messages.size === 0;
+    let body;
+    try {
+      body = await this.api.postMessage(this.sessionId, text);
+    } catch (err) {
+      if (err.code === "session_busy") this.reload();
+      throw userError(err);
+    }
+    this.model.upsertMessage(body?.message);
+    if (body?.run) {
+      this.model.upsertRun(body.run, "rest");
+      this.model.syncSession(this.model.runs.get(body.run.run_id));
+    }
+    this.changed();
+    if (firstMessage && !(this.model.session?.title || "").trim()) this.nameAfter(text);
+  }
+
+  async nameAfter(text) {
+    const title = autoTitle(text);
+    if (!title) return;
+    try {
+      const updated = await this.api.renameSession(this.sessionId, title);
+      if (this.closed) return;
+      this.model.session = { ...this.model.session, title: updated?.title ?? title };
+      this.hooks.onTitle?.(this.model.session);
+      this.changed();
+    } catch {
+      // best effort: an untitled session is fine
+    }
+  }
+
+  /** The session was renamed elsewhere in this tab. */
+  renamed(session) {
+    if (session.session_id !== this.sessionId || !this.model.session) return;
+    this.model.session = { ...this.model.session, title: session.title };
+    this.changed();
+  }
+
+  async cancel(run) {
+    try {
+      const body = await this.api.cancelRun(run.run_id);
+      this.model.upsertRun(body?.run ?? body, "rest");
+      this.model.syncSession(this.model.runs.get(run.run_id));
+      this.changed();
+    } catch (err) {
+      this.hooks.onError(`Could not cancel: ${describeError(err)}`);
+    }
+  }
+
+  async retry(run) {
+    try {
+      const body = await this.api.retryRun(run.run_id);
+      this.model.upsertRun(body?.run ?? body, "rest");
+      this.model.syncSession(this.model.runs.get(run.run_id));
+      this.changed();
+    } catch (err) {
+      if (err.code === "session_busy") this.reload();
+      this.hooks.onError(`Could not retry: ${describeError(err)}`);
+    }
+  }
+
+  async loadOlder() {
+    if (!this.model.olderCursor) return;
+    try {
+      const page = await this.api.listMessages(this.sessionId, this.model.olderCursor);
+      this.model.addOlder(page);
+      this.changed();
+    } catch (err) {
+      this.hooks.onError(`Could not load earlier messages: ${describeError(err)}`);
+      throw err;
+    }
+  }
+}

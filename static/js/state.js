@@ -1,0 +1,367 @@
+// The state of one open session: messages and runs, built from REST snapshots and
+// WebSocket events. Pure (no DOM): every update is idempotent and never moves a stage
+// or run backwards within one generation, so a replay that overlaps a newer REST
+// snapshot converges on the same state.
+
+export const ACTIVE_RUN = new Set(["queued", "running"]);
+const RANK = { pending: 0, queued: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
+/** Messages in the session snapshot (the server's RECENT_MESSAGES). */
+export const RECENT_PAGE = 50;
+
+const rank = (status) => RANK[status] ?? 0;
+const tokens = (usage) => (usage ? (Number(usage.prompt_tokens) || 0) + (Number(usage.completion_tokens) || 0) : 0);
+const str = (value) => (typeof value === "string" ? value : null);
+
+function normUsage(usage) {
+  const u = usage && typeof usage === "object" ? usage : {};
+  return {
+    prompt_tokens: Number(u.prompt_tokens) || 0,
+    completion_tokens: Number(u.completion_tokens) || 0,
+    cost_usd: Number(u.cost_usd) || 0,
+  };
+}
+
+function normStage(raw, index) {
+  const s = raw && typeof raw === "object" ? raw : {};
+  return {
+    index,
+    name: str(s.name) ?? `stage ${index + 1}`,
+    agent: str(s.agent) ?? "",
+    status: s.status in RANK ? s.status : "pending",
+    output: str(s.output),
+    model: str(s.model),
+    attempts: Number(s.attempts) || 0,
+    usage: normUsage(s.usage),
+    error: str(s.error),
+    started_at: str(s.started_at),
+    finished_at: str(s.finished_at),
+    partial: "",
+    gap: false, // the partial text misses a beginning we could not replay
+    retries: [],
+    nextModel: null,
+  };
+}
+
+function normRun(raw) {
+  const stages = Array.isArray(raw.stages) ? raw.stages.map(normStage) : [];
+  return {
+    run_id: raw.run_id,
+    session_id: str(raw.session_id),
+    pipeline: str(raw.pipeline) ?? "",
+    status: raw.status in RANK ? raw.status : "queued",
+    stages,
+    usage: normUsage(raw.usage),
+    error: str(raw.error),
+    generation: Number(raw.generation) || 0,
+    input_message_id: str(raw.input_message_id),
+    assistant_message_id: str(raw.assistant_message_id),
+    created_at: str(raw.created_at) ?? "",
+    finished_at: str(raw.finished_at),
+    cancel_requested: raw.cancel_requested === true,
+    eventGen: Number(raw.generation) || 0, // generation the events being applied belong to
+  };
+}
+
+/** Merge a stage snapshot into the known one without moving it backwards. */
+function mergeStage(known, incoming) {
+  if (rank(incoming.status) < rank(known.status)) return;
+  const advanced = rank(incoming.status) > rank(known.status);
+  for (const key of ["status", "output", "model", "error", "started_at", "finished_at", "agent"]) {
+    if (incoming[key] !== null && incoming[key] !== "") known[key] = incoming[key];
+  }
+  known.attempts = Math.max(known.attempts, incoming.attempts);
+  if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
+  if (advanced && incoming.status !== "running") known.partial = "";
+}
+
+function mergeRun(known, incoming) {
+  if (rank(incoming.status) >= rank(known.status)) {
+    known.status = incoming.status;
+    known.error = incoming.error ?? known.error;
+    known.finished_at = incoming.finished_at ?? known.finished_at;
+  }
+  if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
+  known.assistant_message_id = incoming.assistant_message_id ?? known.assistant_message_id;
+  known.cancel_requested = known.cancel_requested || incoming.cancel_requested;
+  incoming.stages.forEach((stage, i) => {
+    if (known.stages[i] && known.stages[i].name === stage.name) mergeStage(known.stages[i], stage);
+    else known.stages[i] = stage;
+  });
+}
+
+function byTime(a, b) {
+  if (a.created_at !== b.created_at) return a.created_at < b.created_at ? -1 : 1;
+  if (a.role !== b.role) return a.role === "user" ? -1 : 1;
+  return a.message_id < b.message_id ? -1 : 1;
+}
+
+export class SessionModel {
+  constructor(sessionId) {
+    this.sessionId = sessionId;
+    this.session = null;
+    this.messages = new Map();
+    this.runs = new Map();
+    this.olderCursor = null; // created_at to page back from; null = nothing older
+    this.loaded = false;
+    this.version = 0;
+  }
+
+  /** Install a GET /sessions/{id} body (REST is the source of truth). */
+  loadSession(body) {
+    const { messages = [], active_run: activeRun = null, ...session } = body || {};
+    this.session = { ...this.session, ...session };
+    const list = Array.isArray(messages) ? messages : [];
+    if (!this.loaded) this.olderCursor = list.length >= RECENT_PAGE ? list[0].created_at : null;
+    for (const message of list) this.upsertMessage(message);
+    if (activeRun && activeRun.run_id) this.upsertRun(activeRun, "rest");
+    this.loaded = true;
+    this.version++;
+  }
+
+  /** Add an older page of GET /sessions/{id}/messages. */
+  addOlder(page) {
+    for (const message of page?.items || []) this.upsertMessage(message);
+    this.olderCursor = str(page?.next_before);
+    this.version++;
+  }
+
+  upsertMessage(message) {
+    if (!message || typeof message.message_id !== "string") return false;
+    const known = this.messages.get(message.message_id);
+    this.messages.set(message.message_id, { ...known, ...message });
+    this.version++;
+    return true;
+  }
+
+  /** Add or merge a run; source "rest" (a snapshot) or "event" (run.queued). */
+  upsertRun(raw, source = "rest") {
+    if (!raw || typeof raw.run_id !== "string") return false;
+    const incoming = normRun(raw);
+    const known = this.runs.get(incoming.run_id);
+    if (!known) {
+      this.runs.set(incoming.run_id, incoming);
+    } else {
+      // run.queued opens a generation: what follows belongs to it.
+      if (source === "event") known.eventGen = incoming.generation;
+      if (incoming.generation < known.generation) return false; // an older generation's replay
+      if (incoming.generation > known.generation) {
+        this.runs.set(incoming.run_id, incoming); // a retry: stages restart from the snapshot
+        const kept = known.stages.filter((s) => s.status === "completed");
+        for (const stage of kept) {
+          const fresh = incoming.stages[stage.index];
+          if (fresh && fresh.status === "completed") fresh.retries = stage.retries;
+        }
+      } else mergeRun(known, incoming);
+    }
+    this.version++;
+    return true;
+  }
+
+  /** Forget partial text that may miss pieces (events were lost); mark it as such. */
+  markGaps() {
+    for (const run of this.runs.values()) {
+      for (const stage of run.stages) {
+        if (stage.status === "running") {
+          stage.partial = "";
+          stage.gap = true;
+        }
+      }
+    }
+    this.version++;
+  }
+
+  /**
+   * Apply one event. Returns {changed, missingRun}: missingRun names a run the event
+   * refers to that this model does not know (the caller may load it over REST).
+   */
+  apply(ev) {
+    const data = ev && ev.data && typeof ev.data === "object" ? ev.data : {};
+    const name = ev?.name;
+    if (name === "message.created") return { changed: this.upsertMessage(data.message) };
+    if (name === "run.queued") {
+      const changed = this.upsertRun(data.run, "event");
+      if (changed) this.syncSession(this.runs.get(data.run.run_id), ev.ts);
+      return { changed };
+    }
+    const runId = str(ev.run_id) ?? str(data.run_id);
+    if (name === "run.completed") this._addAnswer(data.message, runId);
+    const run = runId ? this.runs.get(runId) : null;
+    if (!run) return { changed: name === "run.completed", missingRun: runId };
+    if (run.eventGen < run.generation) return { changed: false }; // replay of a retried generation
+    const changed = this._applyToRun(run, name, data, ev.ts ?? null);
+    if (changed) {
+      this.syncSession(run, ev.ts);
+      this.version++;
+    }
+    return { changed };
+  }
+
+  _addAnswer(message, runId) {
+    if (!message || typeof message !== "object") return;
+    this.upsertMessage({ role: "assistant", run_id: runId, ...message });
+  }
+
+  _applyToRun(run, name, data, ts) {
+    switch (name) {
+      case "run.started":
+        return this._setRunStatus(run, "running");
+      case "run.completed":
+        if (data.usage) run.usage = normUsage(data.usage);
+        if (data.message?.message_id) run.assistant_message_id = data.message.message_id;
+        return this._setRunStatus(run, "completed");
+      case "run.failed":
+        run.error = str(data.error) ?? run.error ?? "the run failed";
+        for (const stage of run.stages) {
+          if (stage.status === "running") Object.assign(stage, { status: "failed", error: stage.error ?? run.error, finished_at: ts });
+        }
+        return this._setRunStatus(run, "failed");
+      case "run.cancelled":
+        for (const stage of run.stages) {
+          if (rank(stage.status) < 2) Object.assign(stage, { status: "cancelled", finished_at: ts });
+        }
+        return this._setRunStatus(run, "cancelled");
+      default:
+        return this._applyToStage(run, name, data, ts);
+    }
+  }
+
+  _setRunStatus(run, status) {
+    if (rank(status) < rank(run.status)) return false;
+    run.status = status;
+    return true;
+  }
+
+  _applyToStage(run, name, data, ts) {
+    const stage = findStage(run, data);
+    if (!stage) return false;
+    switch (name) {
+      case "stage.started":
+        if (rank(stage.status) > 1) return false;
+        Object.assign(stage, { status: "running", partial: "", gap: false, nextModel: null });
+        stage.started_at = ts ?? stage.started_at;
+        if (str(data.model)) stage.model = data.model;
+        if (Number(data.attempt)) stage.attempts = Number(data.attempt);
+        this._setRunStatus(run, "running");
+        return true;
+      case "stage.delta":
+        if (rank(stage.status) > 1 || typeof data.text !== "string") return false;
+        stage.status = "running";
+        stage.partial += data.text;
+        return true;
+      case "stage.reset":
+        if (rank(stage.status) > 1) return false;
+        Object.assign(stage, { partial: "", gap: false });
+        return true;
+      case "stage.retrying":
+        stage.retries.push({
+          attempt: Number(data.attempt) || stage.retries.length + 1,
+          error: str(data.error) ?? "",
+          nextModel: str(data.next_model),
+        });
+        stage.nextModel = str(data.next_model);
+        return true;
+      case "stage.completed":
+        return this._completeStage(run, stage, data, ts);
+      default:
+        return false;
+    }
+  }
+
+  _completeStage(run, stage, data, ts) {
+    if (rank(stage.status) > 1) return false;
+    Object.assign(stage, {
+      status: "completed",
+      output: str(data.output) ?? stage.partial,
+      model: str(data.model) ?? stage.nextModel ?? stage.model,
+      usage: data.usage ? normUsage(data.usage) : stage.usage,
+      finished_at: ts ?? stage.finished_at,
+      partial: "",
+      gap: false,
+      nextModel: null,
+    });
+    const sum = run.stages.reduce((acc, s) => {
+      acc.prompt_tokens += s.usage.prompt_tokens;
+      acc.completion_tokens += s.usage.completion_tokens;
+      acc.cost_usd += s.usage.cost_usd;
+      return acc;
+    }, normUsage(null));
+    if (tokens(sum) >= tokens(run.usage)) run.usage = sum;
+    return true;
+  }
+
+  /** Mirror a run's status on the session when it is the latest run. */
+  syncSession(run, ts = null) {
+    if (!run || !this.session) return;
+    const latest = this.latestRun();
+    if (latest && latest.run_id !== run.run_id) return;
+    this.session.status = run.status;
+    this.session.active_run_id = ACTIVE_RUN.has(run.status) ? run.run_id : null;
+    if (ts) this.session.updated_at = ts;
+  }
+
+  /** The most recently created run known. */
+  latestRun() {
+    let latest = null;
+    for (const run of this.runs.values()) {
+      if (!latest || run.created_at > latest.created_at) latest = run;
+    }
+    return latest;
+  }
+
+  /** The run in progress, if any. */
+  activeRun() {
+    const latest = this.latestRun();
+    return latest && ACTIVE_RUN.has(latest.status) ? latest : null;
+  }
+
+  /** Whether a new message would be refused (a run is queued or running). */
+  busy() {
+    return Boolean(this.activeRun()) || ACTIVE_RUN.has(this.session?.status);
+  }
+
+  /** Messages oldest first. */
+  sortedMessages() {
+    return [...this.messages.values()].sort(byTime);
+  }
+
+  /**
+   * What the conversation shows, in order: user messages, the progress of each run that
+   * has no answer yet (right after its message), and answers (with their run, if known).
+   */
+  timeline() {
+    const items = [];
+    const placed = new Set();
+    const runsByInput = new Map();
+    for (const run of this.runs.values()) runsByInput.set(run.input_message_id, run);
+    const answered = new Set();
+    for (const message of this.messages.values()) {
+      if (message.role === "assistant" && message.run_id) answered.add(message.run_id);
+    }
+    for (const message of this.sortedMessages()) {
+      if (message.role !== "assistant") {
+        items.push({ kind: "user", key: `u:${message.message_id}`, message });
+        const run = runsByInput.get(message.message_id) ?? this.runs.get(message.run_id);
+        if (!run) continue;
+        placed.add(run.run_id);
+        if (!answered.has(run.run_id)) items.push({ kind: "run", key: `r:${run.run_id}`, run });
+      } else {
+        const run = message.run_id ? this.runs.get(message.run_id) ?? null : null;
+        items.push({ kind: "assistant", key: `a:${message.message_id}`, message, run });
+      }
+    }
+    for (const run of this.runs.values()) {
+      if (!placed.has(run.run_id) && ACTIVE_RUN.has(run.status) && !answered.has(run.run_id)) {
+        items.push({ kind: "run", key: `r:${run.run_id}`, run });
+      }
+    }
+    return items;
+  }
+}
+
+function findStage(run, data) {
+  const index = Number(data.index);
+  if (Number.isInteger(index) && run.stages[index] && (!data.stage || run.stages[index].name === data.stage)) {
+    return run.stages[index];
+  }
+  return run.stages.find((s) => s.name === data.stage) ?? null;
+}

@@ -1,0 +1,103 @@
+// The message box: Enter sends, Shift+Enter breaks the line, a counter against the limit.
+
+import { byTestId, setText, show } from "../util/dom.js";
+
+export const MAX_CHARS = 20_000;
+
+/** Length as the server counts it (code points, not UTF-16 units). */
+export function charCount(text) {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+export class Composer {
+  /** onSend(text) returns a promise; it rejects to keep the text in the box. */
+  constructor(form, { onSend }) {
+    this.form = form;
+    this.onSend = onSend;
+    this.input = byTestId(form, "composer-input");
+    this.counter = byTestId(form, "char-count");
+    this.button = byTestId(form, "send");
+    this.error = byTestId(form, "composer-error");
+    this.hint = byTestId(form, "composer-hint");
+    this.busy = false; // a run is active
+    this.sending = false;
+    this.input.addEventListener("input", () => this.refresh());
+    this.input.addEventListener("keydown", (e) => {
+      // isComposing: Enter also confirms IME input; that must not send.
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    this.refresh();
+  }
+
+  async submit() {
+    const text = this.input.value;
+    if (!this.canSend()) return;
+    this.sending = true;
+    this.setError("");
+    this.refresh();
+    try {
+      await this.onSend(text);
+      if (this.input.value === text) this.input.value = "";
+    } catch (err) {
+      this.setError(err?.userMessage || err?.message || String(err));
+    } finally {
+      this.sending = false;
+      this.refresh();
+    }
+  }
+
+  canSend() {
+    const text = this.input.value;
+    const count = charCount(text);
+    return !this.busy && !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
+  }
+
+  /** Block sending while a run is active (the server would answer 409 session_busy). */
+  setBusy(busy) {
+    if (this.busy === busy) return;
+    this.busy = busy;
+    this.refresh();
+  }
+
+  setError(message) {
+    setText(this.error, message);
+    show(this.error, Boolean(message));
+  }
+
+  refresh() {
+    const count = charCount(this.input.value);
+    const over = count > MAX_CHARS;
+    setText(this.counter, `${count} / ${MAX_CHARS}`);
+    this.counter.classList.toggle("over", over);
+    this.input.setAttribute("aria-invalid", String(over));
+    this.input.disabled = this.busy;
+    this.button.disabled = !this.canSend();
+    let hint = "";
+    if (this.busy) hint = "Waiting for the answer…";
+    else if (this.sending) hint = "Sending…";
+    else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
+    setText(this.hint, hint);
+    this.form.dataset.state = this.busy ? "busy" : this.sending ? "sending" : "ready";
+  }
+
+  /** Reset for another session. */
+  reset() {
+    this.input.value = "";
+    this.setError("");
+    this.sending = false;
+    this.refresh();
+  }
+
+  focus() {
+    if (!this.input.disabled) this.input.focus();
+  }
+}

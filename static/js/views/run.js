@@ -1,0 +1,203 @@
+// A run in progress (or ended without an answer): the stage stepper, the running
+// stage's streaming text, retries, errors, usage, and Cancel / Retry.
+
+import { h, setText, show } from "../util/dom.js";
+import { clock, usageText } from "../util/format.js";
+
+const STATUS_LABEL = {
+  pending: "pending",
+  running: "running",
+  completed: "completed",
+  failed: "failed",
+  cancelled: "cancelled",
+  queued: "queued",
+};
+
+/** Milliseconds a stage has run (live while running), or null when unknown. */
+export function stageElapsed(stage, skewMs = 0) {
+  const start = Date.parse(stage.started_at || "");
+  if (Number.isNaN(start)) return null;
+  if (stage.status === "running") return Date.now() - skewMs - start;
+  const end = Date.parse(stage.finished_at || "");
+  return Number.isNaN(end) ? null : end - start;
+}
+
+function outputSummary(stage) {
+  const parts = [stage.name];
+  if (stage.model) parts.push(stage.model);
+  const usage = usageText(stage.usage);
+  if (usage) parts.push(usage);
+  return parts.join(" · ");
+}
+
+/** Collapsible outputs of a run's completed stages (open state survives updates). */
+export class StageOutputs {
+  constructor() {
+    this.el = h("div", { class: "stage-outputs", testid: "stage-outputs" });
+    this.items = new Map();
+  }
+
+  update(stages) {
+    const done = stages.filter((s) => s.status === "completed" && typeof s.output === "string");
+    for (const stage of done) {
+      let item = this.items.get(stage.index);
+      if (!item) {
+        item = {
+          summary: h("summary"),
+          body: h("div", { class: "stage-output-text", testid: "stage-output-text" }),
+        };
+        item.el = h("details", { class: "stage-output", testid: "stage-output", dataset: { stage: stage.name } }, item.summary, item.body);
+        this.items.set(stage.index, item);
+        this.el.append(item.el);
+      }
+      setText(item.summary, outputSummary(stage));
+      setText(item.body, stage.output);
+    }
+    for (const [index, item] of this.items) {
+      if (!done.some((s) => s.index === index)) {
+        item.el.remove();
+        this.items.delete(index);
+      }
+    }
+    show(this.el, done.length > 0);
+  }
+}
+
+function retryText(retry) {
+  const what = retry.error ? `attempt ${retry.attempt} failed: ${retry.error}` : `attempt ${retry.attempt} failed`;
+  return retry.nextModel ? `${what} — trying ${retry.nextModel}` : `${what} — retrying`;
+}
+
+class StepView {
+  constructor(stage) {
+    this.icon = h("span", { class: "step-icon", "aria-hidden": "true" });
+    this.name = h("span", { class: "step-name", text: stage.name });
+    this.status = h("span", { class: "step-status", testid: "stage-status" });
+    this.model = h("span", { class: "step-model muted", testid: "stage-model" });
+    this.time = h("span", { class: "step-time muted", testid: "stage-elapsed" });
+    this.retries = h("ul", { class: "step-retries", testid: "stage-retries" });
+    this.error = h("p", { class: "step-error", testid: "stage-error", role: "alert" });
+    this.el = h("li", { class: "step", testid: "stage", dataset: { stage: stage.name } },
+      h("span", { class: "step-line" }, this.icon, this.name, this.status, this.model, this.time),
+      this.retries, this.error);
+  }
+
+  update(stage, skewMs) {
+    this.el.dataset.status = stage.status;
+    setText(this.status, STATUS_LABEL[stage.status] ?? stage.status);
+    const model = stage.status === "running" && stage.nextModel ? `→ ${stage.nextModel}` : stage.model || "";
+    setText(this.model, model);
+    this.tick(stage, skewMs);
+    if (this.retries.childElementCount !== stage.retries.length) {
+      this.retries.replaceChildren(...stage.retries.map((r) => h("li", { testid: "stage-retry", text: retryText(r) })));
+    }
+    show(this.retries, stage.retries.length > 0);
+    setText(this.error, stage.status === "failed" ? stage.error || "failed" : "");
+    show(this.error, stage.status === "failed" && Boolean(stage.error));
+  }
+
+  tick(stage, skewMs) {
+    const ms = stageElapsed(stage, skewMs);
+    setText(this.time, ms === null || stage.status === "pending" ? "" : clock(ms));
+  }
+}
+
+export class RunView {
+  /** actions: onCancel(run), onRetry(run), skewMs() */
+  constructor(run, actions) {
+    this.actions = actions;
+    this.run = run;
+    this.steps = [];
+    this.badge = h("span", { class: "badge", testid: "run-status" });
+    this.usage = h("span", { class: "muted run-usage", testid: "run-usage" });
+    this.cancel = h("button", { type: "button", class: "secondary", testid: "cancel-run", on: { click: () => this.onCancel() } }, "Cancel");
+    this.retry = h("button", { type: "button", class: "primary", testid: "retry-run", on: { click: () => this.onRetry() } }, "Retry");
+    this.stepper = h("ol", { class: "stepper", testid: "stepper", "aria-label": "Pipeline stages" });
+    this.streamLabel = h("div", { class: "stream-label muted", testid: "stream-stage" });
+    this.streamText = h("div", { class: "stream-text", testid: "stream-text" });
+    this.stream = h("div", { class: "stream", testid: "stream", "aria-live": "polite" }, this.streamLabel, this.streamText);
+    this.error = h("p", { class: "run-error", testid: "run-error", role: "alert" });
+    this.outputs = new StageOutputs();
+    this.el = h("li", { class: "run-card", testid: "run", dataset: { runId: run.run_id } },
+      h("div", { class: "run-head" }, h("span", { class: "run-title" }, "Pipeline"), this.badge, this.usage,
+        h("span", { class: "spacer" }), this.cancel, this.retry),
+      this.stepper, this.stream, this.error, this.outputs.el);
+  }
+
+  update(run, { latest = true } = {}) {
+    this.run = run;
+    this.el.dataset.status = run.status;
+    setText(this.badge, STATUS_LABEL[run.status] ?? run.status);
+    this.badge.dataset.status = run.status;
+    setText(this.usage, usageText(run.usage));
+    this.updateButtons(run, latest);
+    this.updateSteps(run);
+    this.updateStream(run);
+    const error = run.status === "failed" ? run.error || "The run failed." : "";
+    setText(this.error, run.status === "cancelled" ? "Cancelled." : error);
+    show(this.error, run.status === "failed" || run.status === "cancelled");
+    this.outputs.update(run.stages);
+  }
+
+  updateButtons(run, latest) {
+    const active = run.status === "queued" || run.status === "running";
+    show(this.cancel, active);
+    const cancelling = active && (run.cancel_requested || this.cancelling);
+    this.cancel.disabled = Boolean(cancelling);
+    setText(this.cancel, cancelling ? "Cancelling…" : "Cancel");
+    if (!active) this.cancelling = false;
+    show(this.retry, latest && (run.status === "failed" || run.status === "cancelled"));
+    if (run.status !== "failed" && run.status !== "cancelled") this.retry.disabled = false;
+  }
+
+  updateSteps(run) {
+    if (this.steps.length !== run.stages.length || this.steps.some((s, i) => s.name.textContent !== run.stages[i].name)) {
+      this.steps = run.stages.map((stage) => new StepView(stage));
+      this.stepper.replaceChildren(...this.steps.map((s) => s.el));
+    }
+    const skew = this.actions.skewMs();
+    run.stages.forEach((stage, i) => this.steps[i].update(stage, skew));
+  }
+
+  updateStream(run) {
+    const stage = run.stages.find((s) => s.status === "running");
+    const queued = run.status === "queued";
+    show(this.stream, Boolean(stage) || queued);
+    if (!stage) {
+      setText(this.streamLabel, queued ? "Waiting for a worker…" : "");
+      setText(this.streamText, "");
+      return;
+    }
+    this.stream.dataset.stage = stage.name;
+    setText(this.streamLabel, stage.partial || stage.gap ? `${stage.name} is writing…` : `${stage.name} is thinking…`);
+    setText(this.streamText, stage.gap ? `… ${stage.partial.trimStart()}` : stage.partial);
+  }
+
+  /** Advance elapsed-time counters (called every second). */
+  tick() {
+    const skew = this.actions.skewMs();
+    this.run.stages.forEach((stage, i) => {
+      if (stage.status === "running") this.steps[i]?.tick(stage, skew);
+    });
+  }
+
+  async onCancel() {
+    this.cancelling = true;
+    this.update(this.run);
+    try {
+      await this.actions.onCancel(this.run);
+    } finally {
+      this.cancelling = false;
+      this.update(this.run);
+    }
+  }
+
+  async onRetry() {
+    this.retry.disabled = true;
+    try {
+      await this.actions.onRetry(this.run);
+    } finally {
+      this.retry.disabled = false;
+    }
+  }
+}

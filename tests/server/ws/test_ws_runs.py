@@ -1,0 +1,190 @@
+"""send / cancel: the SessionManager's results and its exceptions mapped to error codes.
+
+Most tests install a fake SessionManager (the real one is wired by create_app when it
+is ready); ``test_real_manager_send_and_cancel`` runs against the real one and skips
+itself until create_app provides it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import ClientWebSocketResponse, web
+
+from server import keys
+from server.app import create_app
+from server.config import Settings
+from server.errors import InvalidRequest, NotFound, RateLimited, SessionBusy
+from server.store.models import Message, Run, User
+from tests.conftest import ClientFactory
+
+from .conftest import Ws, recv
+
+
+class FakeManager:
+    """Records calls; answers with fresh documents or raises ``error``."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+        self.calls: list[tuple[str, ...]] = []
+        self.runs: dict[str, Run] = {}
+
+    async def post_message(self, user: User, session_id: str, content: str) -> tuple[Message, Run]:
+        self.calls.append(("send", user.user_id, session_id, content))
+        if self.error is not None:
+            raise self.error
+        message = Message(session_id=session_id, user_id=user.user_id, role="user", content=content)
+        run = Run(
+            session_id=session_id, user_id=user.user_id, pipeline="chat",
+            input_message_id=message.message_id, stages=[],
+        )  # fmt: skip
+        self.runs[run.run_id] = run
+        return message, run
+
+    async def cancel_run(self, user: User, run_id: str) -> Run:
+        self.calls.append(("cancel", user.user_id, run_id))
+        if self.error is not None:
+            raise self.error
+        run = self.runs.get(run_id)
+        if run is None or run.user_id != user.user_id:
+            raise NotFound("run not found")
+        return run.model_copy(update={"status": "cancelled"})
+
+
+@pytest.fixture
+async def faked(aiohttp_client: ClientFactory, settings: Settings) -> tuple[Ws, FakeManager]:
+    """A test client whose app uses a FakeManager."""
+    app = create_app(settings)
+    manager = FakeManager()
+
+    async def install(app: web.Application) -> None:
+        # on_startup runs after the cleanup contexts: this replaces any real manager.
+        app[keys.SESSION_MANAGER] = manager
+
+    app.on_startup.append(install)
+    return Ws(await aiohttp_client(app)), manager
+
+
+async def test_send_returns_message_and_run(faked: tuple[Ws, FakeManager]) -> None:
+    tools, manager = faked
+    user = await tools.user()
+    ws = await tools.connect(user)
+    reply = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s1", "content": "hi"})
+    assert reply["id"] == 1 and reply["type"] == "result" and reply["ok"] is True
+    message, run = reply["data"]["message"], reply["data"]["run"]
+    assert message["content"] == "hi" and message["role"] == "user"
+    assert run["status"] == "queued" and run["input_message_id"] == message["message_id"]
+    assert manager.calls == [("send", user.user["user_id"], "s1", "hi")]
+    await ws.close()
+
+
+async def test_cancel_returns_run(faked: tuple[Ws, FakeManager]) -> None:
+    tools, _manager = faked
+    ws = await tools.connect(await tools.user())
+    sent = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s1", "content": "hi"})
+    run_id = sent["data"]["run"]["run_id"]
+    reply = await tools.call(ws, {"id": 2, "type": "cancel", "run_id": run_id})
+    assert reply["id"] == 2 and reply["ok"] is True
+    assert reply["data"]["run"]["run_id"] == run_id
+    assert reply["data"]["run"]["status"] == "cancelled"
+    await ws.close()
+
+
+async def test_cancel_unknown_run_is_not_found(faked: tuple[Ws, FakeManager]) -> None:
+    tools, _manager = faked
+    ws = await tools.connect(await tools.user())
+    reply = await tools.call(ws, {"id": 1, "type": "cancel", "run_id": "nope"})
+    assert reply == {
+        "id": 1, "type": "error", "error": {"code": "not_found", "message": "run not found"}
+    }  # fmt: skip
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (SessionBusy("this session already has an active run"), "session_busy"),
+        (RateLimited("too many requests"), "rate_limited"),
+        (NotFound("session not found"), "not_found"),
+        (InvalidRequest("content: must not be blank"), "invalid_message"),
+    ],
+)
+async def test_manager_errors_become_codes(
+    faked: tuple[Ws, FakeManager], error: Exception, code: str
+) -> None:
+    tools, manager = faked
+    manager.error = error
+    ws = await tools.connect(await tools.user())
+    reply = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s1", "content": "hi"})
+    assert reply == {"id": 1, "type": "error", "error": {"code": code, "message": str(error)}}
+    await ws.close()
+
+
+async def test_unexpected_error_is_internal_error_and_logged(
+    faked: tuple[Ws, FakeManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    tools, manager = faked
+    manager.error = RuntimeError("secret detail")
+    ws = await tools.connect(await tools.user())
+    with caplog.at_level(logging.ERROR, logger="chorus.ws"):
+        reply = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s", "content": "x"})
+    assert reply == {
+        "id": 1, "type": "error",
+        "error": {"code": "internal_error", "message": "internal server error"},
+    }  # fmt: skip
+    logged = [r for r in caplog.records if r.name == "chorus.ws"]
+    assert logged and logged[0].exc_info is not None
+    assert "secret detail" in str(logged[0].exc_info[1])
+    assert (await tools.call(ws, {"id": 2, "type": "ping"}))["type"] == "result"
+    await ws.close()
+
+
+async def test_blank_content_is_refused_before_the_manager(
+    faked: tuple[Ws, FakeManager],
+) -> None:
+    tools, manager = faked
+    ws = await tools.connect(await tools.user())
+    reply = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s1", "content": ""})
+    assert reply["error"]["code"] == "invalid_message"
+    assert reply["error"]["message"].startswith("content:")
+    assert manager.calls == []
+    await ws.close()
+
+
+async def _until_result(ws: ClientWebSocketResponse, cmd_id: int) -> tuple[dict[str, Any], list]:
+    events: list[dict[str, Any]] = []
+    while True:
+        frame = await recv(ws)
+        if frame.get("id") == cmd_id:
+            return frame, events
+        events.append(frame)
+
+
+async def test_real_manager_send_and_cancel(ws_tools: Ws) -> None:
+    """REAL-MANAGER TEST: runs once create_app wires keys.SESSION_MANAGER (skips until then)."""
+    app = ws_tools.client.app
+    if keys.SESSION_MANAGER not in app or keys.PIPELINES not in app:
+        pytest.skip("create_app does not wire the SessionManager yet")
+    user = await ws_tools.user()
+    resp = await ws_tools.client.post("/api/v1/sessions", json={}, headers=user.auth)
+    assert resp.status == 201, await resp.text()
+    session_id = (await resp.json())["session_id"]
+    ws = await ws_tools.connect(user)
+    await ws_tools.call(ws, {"id": 1, "type": "subscribe", "session_id": session_id})
+    await ws.send_json({"id": 2, "type": "send", "session_id": session_id, "content": "hello"})
+    sent, events = await _until_result(ws, 2)
+    assert sent["ok"] is True and sent["data"]["message"]["content"] == "hello"
+    run_id = sent["data"]["run"]["run_id"]
+    await ws.send_json({"id": 3, "type": "send", "session_id": session_id, "content": "again"})
+    busy, more = await _until_result(ws, 3)
+    assert busy["error"]["code"] == "session_busy"
+    await ws.send_json({"id": 4, "type": "cancel", "run_id": run_id})
+    cancelled, rest = await _until_result(ws, 4)
+    assert cancelled["data"]["run"]["run_id"] == run_id
+    names = [e["name"] for e in events + more + rest]
+    assert names[:2] == ["message.created", "run.queued"]
+    seqs = [e["seq"] for e in events + more + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+    await ws.close()

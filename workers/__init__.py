@@ -1,0 +1,1 @@
+"""Chorus workers: arq stage jobs, the StageExecutor, the model chain, the demo model."""

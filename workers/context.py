@@ -1,0 +1,39 @@
+"""What a worker's jobs share, built once in on_startup and read through a typed accessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from server.config import Settings
+from server.events.bus import EventBus
+from server.pipelines import AgentRegistry
+from server.redis_keys import RedisKeys
+from server.runs.lifecycle import RunLifecycle
+from server.store.base import Store
+from workers.model_chain import ModelChain
+
+DEPS = "chorus_deps"
+
+
+@dataclass
+class WorkerDeps:
+    """Clients and services of one worker process."""
+
+    settings: Settings
+    redis: ArqRedis
+    keys: RedisKeys
+    store: Store
+    bus: EventBus
+    registry: AgentRegistry
+    chain: ModelChain
+    lifecycle: RunLifecycle
+
+
+def deps(ctx: dict[str, Any]) -> WorkerDeps:
+    """Return the worker's shared dependencies from the arq context."""
+    value = ctx[DEPS]
+    assert isinstance(value, WorkerDeps)
+    return value
