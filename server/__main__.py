@@ -12,6 +12,7 @@ from server.app import create_app
 from server.config import ConfigError, Settings
 from server.embedded import embedded_services
 from server.logs import configure_logging
+from server.pipelines import PipelinesError
 
 
 async def serve(settings: Settings) -> None:
@@ -41,7 +42,11 @@ def main() -> None:
         print(f"chorus: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except PipelinesError as exc:
+        print(f"chorus: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

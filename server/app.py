@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PIPELINES] = AgentRegistry.load(
         settings.pipelines_file, demo_url=settings.demo_model_url
     )
+    app[keys.DEMO_MODEL_ACTIVE] = settings.demo_model_url is not None
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(session_manager_ctx)

@@ -1,4 +1,4 @@
-"""The embedded mode: supply whatever the environment did not (Redis, secret key)."""
+"""The embedded mode: supply what the environment did not (Redis, secret, model, worker)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from server.config import Settings
+from server.pipelines import AgentRegistry
 from server.redis_proc import RedisProcess
+from workers.demo_model.config import DemoConfig
+from workers.demo_model.server import DemoModelServer
+from workers.inprocess import InProcessWorker
 
 log = logging.getLogger("chorus.embedded")
 
@@ -41,4 +45,18 @@ async def embedded_services(settings: Settings) -> AsyncIterator[Settings]:
             redis = await stack.enter_async_context(RedisProcess())
             log.info("started private redis-server", extra={"redis_url": redis.url})
             settings = settings.replace(redis_url=redis.url)
+        if settings.demo_model_url is None and needs_demo_model(settings):
+            config = DemoConfig(token_delay_ms=settings.demo_token_delay_ms)
+            demo = await stack.enter_async_context(DemoModelServer(config))
+            log.info("started the demo model", extra={"demo_model_url": demo.base_url})
+            settings = settings.replace(demo_model_url=demo.base_url)
+        if settings.embedded_worker:
+            registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
+            await stack.enter_async_context(InProcessWorker(settings, registry))
         yield settings
+
+
+def needs_demo_model(settings: Settings) -> bool:
+    """Whether the pipelines point a provider at ${DEMO_MODEL_URL} (and none was given)."""
+    registry = AgentRegistry.load(settings.pipelines_file)
+    return any(p.base_url is None for p in registry.providers())

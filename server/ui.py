@@ -56,7 +56,8 @@ def content_security_policy(request: web.Request, api_base: str) -> str:
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data: https:",
+            # No remote images: an answer must not be able to beacon data out (prompt injection).
+            "img-src 'self' data:",
             f"connect-src {' '.join(connect)}",
             "object-src 'none'",
             "base-uri 'none'",

@@ -75,8 +75,8 @@ class AttemptRunner:
 
     async def _pace(self, stage: StageContext, provider: Provider) -> bool:
         try:
-            async with asyncio.timeout_at(stage.deadline):
-                with stage.watch.waiting():
+            with stage.watch.waiting():
+                async with asyncio.timeout_at(stage.deadline):
                     await self._pool.pace(provider.name)
         except TimeoutError:
             stage.errors.append(f"the deadline passed waiting for {provider.name!r}'s rpm limit")
@@ -89,22 +89,24 @@ class AttemptRunner:
     async def _stream(
         self, stage: StageContext, model: Model, client: openai.AsyncOpenAI, progress: _Progress
     ) -> None:
+        # Timeouts and cancels interrupt only the waits for the model, never the observer
+        # in the middle of publishing a delta.
         agent = stage.agent
-        async with asyncio.timeout_at(self._next_deadline(stage)) as scope:
-            with stage.watch.waiting():
+        with stage.watch.waiting():
+            async with asyncio.timeout_at(self._next_deadline(stage)):
                 stream = await client.chat.completions.create(
                     model=model.upstream, messages=cast(Any, stage.messages), stream=True,
                     stream_options={"include_usage": True},
                     temperature=agent.temperature, max_tokens=agent.max_tokens,
                 )  # fmt: skip
-            async with stream:
-                while True:
-                    with stage.watch.waiting():
+        async with stream:
+            while True:
+                with stage.watch.waiting():
+                    async with asyncio.timeout_at(self._next_deadline(stage)):
                         chunk = await anext(stream, None)
-                    if chunk is None:
-                        break
-                    scope.reschedule(self._next_deadline(stage))
-                    await self._take(chunk, stage, progress)
+                if chunk is None:
+                    break
+                await self._take(chunk, stage, progress)
         if progress.finish is None:
             raise BrokenStream("the stream ended before the model finished")
 

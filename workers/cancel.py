@@ -32,6 +32,8 @@ class CancelWatch:
         self._owner: asyncio.Task[object] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._waiting = 0
+        self._checking = False
+        self._stopping = False
         self._interrupted = False
         self.fired = False
 
@@ -45,20 +47,27 @@ class CancelWatch:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:  # fmt: skip
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.wait([self._poller])
-            self._poller = None
+        poller, self._poller = self._poller, None
+        if poller is None:
+            return
+        self._stopping = True
+        # A check under way may be publishing (the executor's check flushes deltas): let it end.
+        if not self._checking:
+            poller.cancel()
+        await asyncio.wait([poller])
 
     async def _poll(self) -> None:
         assert self._check is not None
-        while not self.fired:
+        while not self.fired and not self._stopping:
             await asyncio.sleep(self._interval)
+            self._checking = True
             try:
                 self.fired = await self._check()
             except Exception:  # a flaky check must not kill the stage
                 log.warning("cancel check failed", exc_info=True)
-        if self._waiting and self._owner is not None:
+            finally:
+                self._checking = False
+        if self.fired and not self._stopping and self._waiting and self._owner is not None:
             self._interrupted = True
             self._owner.cancel()
 

@@ -50,7 +50,7 @@ def _pipeline_problems(name: str, pipeline: PipelineSpec, spec: PipelinesFile) -
         if agent is None:
             problems.append(f"{where}: unknown agent {stage.agent!r}")
         else:
-            late = (template_variables(agent.system) & stage_names) - earlier
+            late = (template_variables(agent.system) & stage_names) - earlier - BASE_VARIABLES
             problems += [
                 f"{where}: agent {stage.agent!r} uses ${var}, which is not an earlier stage"
                 for var in sorted(late)

@@ -27,7 +27,7 @@ _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
     ("llm_calls_run", "llm_calls", "run_id", False),
     ("llm_calls_user_created", "llm_calls", "user_id, created_at", False),
 )
-PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL")
+PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL")
 USAGE_SQL = """
 SELECT substr(created_at, 1, 10) AS day,
        coalesce(sum(json_extract(doc, '$.prompt_tokens')), 0),

@@ -45,7 +45,10 @@ class App {
     this.auth = createAuthView($("auth-view"), { api: this.api, onSignedIn: (u) => this.signedIn(u) });
     this.sidebar = new Sidebar($("sidebar"), {
       api: this.api,
-      onOpen: (id) => this.navigate(id),
+      onOpen: (id) => {
+        this.toggleSidebar(false);
+        this.navigate(id);
+      },
       onDeleted: (id) => this.session?.sessionId === id && this.navigate(null),
       onRenamed: (session) => this.session?.renamed(session),
       confirm: (message) => confirmDialog($("confirm-dialog"), message),
@@ -240,18 +243,16 @@ class App {
   showConnection({ state, retryInMs }) {
     const el = $("conn-status");
     el.dataset.state = state;
+    setText($("conn-status-text"), { online: "Online", connecting: "Connecting…" }[state] ?? "Offline");
+    // The countdown ticks every second, outside the status region (no screen-reader chatter).
     clearInterval(this.countdown);
-    const label = () => {
-      if (state === "online") return "Online";
-      if (state === "connecting") return "Connecting…";
-      const left = Math.ceil((this.retryAt - Date.now()) / 1000);
-      return left > 0 ? `Offline · retrying in ${left} s` : "Offline";
+    const retryAt = Date.now() + (retryInMs ?? 0);
+    const countdown = () => {
+      const left = Math.ceil((retryAt - Date.now()) / 1000);
+      setText($("conn-retry"), state === "offline" && left > 0 ? `· retrying in ${left} s` : "");
     };
-    if (state === "offline" && retryInMs) {
-      this.retryAt = Date.now() + retryInMs;
-      this.countdown = setInterval(() => setText($("conn-status-text"), label()), 1000);
-    }
-    setText($("conn-status-text"), label());
+    countdown();
+    if (state === "offline" && retryInMs) this.countdown = setInterval(countdown, 1000);
     show($("reconnect"), state === "offline" && Boolean(this.user));
     if (state === "online" && this.user) {
       // Statuses may have moved while we were away: refresh the list after a reconnect.

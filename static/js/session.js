@@ -146,6 +146,8 @@ export class SessionController {
   applyEvent(ev) {
     const { changed, missingRun } = this.model.apply(ev);
     if (missingRun) this.loadRun(missingRun).catch(() => {});
+    // The event carries the run's error; the stored run also says which stage failed and why.
+    else if (ev.name === "run.failed" && ev.run_id) this.loadRun(ev.run_id).catch(() => {});
     if (changed) this.changed();
   }
 

@@ -76,7 +76,9 @@ async def test_answers_are_deterministic_and_differ_by_stage(client: openai.Asyn
         answers[name] = "".join(first)
         assert "Explain TCP slow start" in answers[name]
     assert len(set(answers.values())) == 3
-    assert "Plan" in answers["plan"] and "Draft" in answers["draft"] and "Answer" in answers["review"]
+    assert (
+        "Plan" in answers["plan"] and "Draft" in answers["draft"] and "Answer" in answers["review"]
+    )
 
 
 async def test_max_tokens_truncates_with_finish_reason_length(client: openai.AsyncOpenAI) -> None:
@@ -90,8 +92,9 @@ async def test_max_tokens_truncates_with_finish_reason_length(client: openai.Asy
 
 
 async def test_status_markers_fail_with_that_status(client: openai.AsyncOpenAI) -> None:
-    for status, error in ((500, openai.InternalServerError), (400, openai.BadRequestError),
-                          (401, openai.AuthenticationError), (503, openai.InternalServerError)):  # fmt: skip
+    cases = [(500, openai.InternalServerError), (400, openai.BadRequestError),
+             (401, openai.AuthenticationError), (503, openai.InternalServerError)]  # fmt: skip
+    for status, error in cases:
         with pytest.raises(error) as caught:
             await _stream(client, _messages(f"hello [[fail:{status}]]"))
         assert caught.value.status_code == status
@@ -99,7 +102,9 @@ async def test_status_markers_fail_with_that_status(client: openai.AsyncOpenAI) 
 
 async def test_429_carries_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as caught:
-        await client.chat.completions.create(model="chorus-demo", messages=_messages("x [[fail:429]]"))
+        await client.chat.completions.create(
+            model="chorus-demo", messages=_messages("x [[fail:429]]")
+        )
     headers = caught.value.response.headers
     assert headers["retry-after"] == "1"
     assert headers["retry-after-ms"] == "250"
@@ -175,12 +180,16 @@ async def test_api_key_is_enforced_when_configured() -> None:
                     await sdk.chat.completions.create(model="chorus-demo", messages=_messages("hi"))
                 else:
                     with pytest.raises(openai.AuthenticationError):
-                        await sdk.chat.completions.create(model="chorus-demo", messages=_messages("hi"))
+                        await sdk.chat.completions.create(
+                            model="chorus-demo", messages=_messages("hi")
+                        )
             finally:
                 await sdk.close()
 
 
-async def test_down_switch_fails_every_call(client: openai.AsyncOpenAI, server: DemoModelServer) -> None:
+async def test_down_switch_fails_every_call(
+    client: openai.AsyncOpenAI, server: DemoModelServer
+) -> None:
     server.configure(down=True)
     with pytest.raises(openai.InternalServerError) as caught:
         await client.chat.completions.create(model="chorus-demo", messages=_messages("hi"))

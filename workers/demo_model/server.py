@@ -76,7 +76,9 @@ class DemoModelServer:
 
     async def start(self) -> str:
         """Listen on the configured host and port (0: a free one); return the base URL."""
-        runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.config.host, self.config.port)
@@ -200,6 +202,15 @@ class DemoModelServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
+        # The client may go away mid-stream (its stage was cancelled): nothing left to do then.
+        with contextlib.suppress(ConnectionError):
+            await self._send(request, resp, answer, fault, include_usage)
+        return resp
+
+    async def _send(
+        self, request: web.Request, resp: web.StreamResponse, answer: _Answer,
+        fault: str | None, include_usage: bool,
+    ) -> None:  # fmt: skip
         enc = ChunkEncoder(answer.call_id, answer.created, answer.model)
         await resp.write(enc.role())
         stop = max(1, len(answer.tokens) // 2) if fault in ("stall", "cut") else len(answer.tokens)
@@ -209,7 +220,8 @@ class DemoModelServer:
                 await asyncio.sleep(delay)
             await resp.write(enc.delta(token))
         if fault is not None:
-            return await self._drop(request, resp, hang=fault == "stall")
+            await self._drop(request, resp, hang=fault == "stall")
+            return
         await resp.write(enc.finish(answer.finish))
         if include_usage:
             await resp.write(enc.usage(answer.usage))
@@ -218,4 +230,3 @@ class DemoModelServer:
             )
         await resp.write(enc.done())
         await resp.write_eof()
-        return resp

@@ -78,7 +78,7 @@ export function describeError(err) {
   if (err.code === "session_busy") {
     return "This session is still answering. Wait for the run to finish, or cancel it.";
   }
-  if (err.status === 401) return "Your sign-in has expired. Please sign in again.";
+  if (err.code === "unauthorized") return "Your sign-in has expired. Please sign in again.";
   if (err.status >= 500) return `The server had a problem (${err.message || err.status}). Try again.`;
   return err.message || String(err);
 }

@@ -65,7 +65,10 @@ export class Composer {
   setBusy(busy) {
     if (this.busy === busy) return;
     this.busy = busy;
+    // Disabling the box drops its focus; give it back when the answer is in.
+    const refocus = !busy && (document.activeElement === document.body || !document.activeElement);
     this.refresh();
+    if (refocus) this.input.focus();
   }
 
   setError(message) {

@@ -1,0 +1,185 @@
+// A run's state: normalising REST snapshots and applying run and stage events. Pure
+// (no DOM). Updates never move a stage or run backwards within one generation.
+
+export const ACTIVE_RUN = new Set(["queued", "running"]);
+const RANK = { pending: 0, queued: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
+
+export const rank = (status) => RANK[status] ?? 0;
+export const tokens = (usage) => (usage ? (Number(usage.prompt_tokens) || 0) + (Number(usage.completion_tokens) || 0) : 0);
+export const str = (value) => (typeof value === "string" ? value : null);
+
+export function normUsage(usage) {
+  const u = usage && typeof usage === "object" ? usage : {};
+  return {
+    prompt_tokens: Number(u.prompt_tokens) || 0,
+    completion_tokens: Number(u.completion_tokens) || 0,
+    cost_usd: Number(u.cost_usd) || 0,
+  };
+}
+
+function normStage(raw, index) {
+  const s = raw && typeof raw === "object" ? raw : {};
+  return {
+    index,
+    name: str(s.name) ?? `stage ${index + 1}`,
+    agent: str(s.agent) ?? "",
+    status: s.status in RANK ? s.status : "pending",
+    output: str(s.output),
+    model: str(s.model),
+    attempts: Number(s.attempts) || 0,
+    usage: normUsage(s.usage),
+    error: str(s.error),
+    started_at: str(s.started_at),
+    finished_at: str(s.finished_at),
+    partial: "",
+    gap: false, // the partial text misses a beginning we could not replay
+    retries: [],
+    nextModel: null,
+  };
+}
+
+export function normRun(raw) {
+  const stages = Array.isArray(raw.stages) ? raw.stages.map(normStage) : [];
+  return {
+    run_id: raw.run_id,
+    session_id: str(raw.session_id),
+    pipeline: str(raw.pipeline) ?? "",
+    status: raw.status in RANK ? raw.status : "queued",
+    stages,
+    usage: normUsage(raw.usage),
+    error: str(raw.error),
+    generation: Number(raw.generation) || 0,
+    input_message_id: str(raw.input_message_id),
+    assistant_message_id: str(raw.assistant_message_id),
+    created_at: str(raw.created_at) ?? "",
+    finished_at: str(raw.finished_at),
+    cancel_requested: raw.cancel_requested === true,
+    eventGen: Number(raw.generation) || 0, // generation the events being applied belong to
+  };
+}
+
+/** Merge a stage snapshot into the known one without moving it backwards. */
+function mergeStage(known, incoming) {
+  if (rank(incoming.status) < rank(known.status)) return;
+  const advanced = rank(incoming.status) > rank(known.status);
+  for (const key of ["status", "output", "model", "error", "started_at", "finished_at", "agent"]) {
+    if (incoming[key] !== null && incoming[key] !== "") known[key] = incoming[key];
+  }
+  known.attempts = Math.max(known.attempts, incoming.attempts);
+  if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
+  if (advanced && incoming.status !== "running") known.partial = "";
+}
+
+export function mergeRun(known, incoming) {
+  if (rank(incoming.status) >= rank(known.status)) {
+    known.status = incoming.status;
+    known.error = incoming.error ?? known.error;
+    known.finished_at = incoming.finished_at ?? known.finished_at;
+  }
+  if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
+  known.assistant_message_id = incoming.assistant_message_id ?? known.assistant_message_id;
+  known.cancel_requested = known.cancel_requested || incoming.cancel_requested;
+  incoming.stages.forEach((stage, i) => {
+    if (known.stages[i] && known.stages[i].name === stage.name) mergeStage(known.stages[i], stage);
+    else known.stages[i] = stage;
+  });
+}
+
+/** Apply one run or stage event to a run; returns whether anything changed. */
+export function applyRunEvent(run, name, data, ts) {
+  switch (name) {
+    case "run.started":
+      return setRunStatus(run, "running");
+    case "run.completed":
+      if (data.usage) run.usage = normUsage(data.usage);
+      if (data.message?.message_id) run.assistant_message_id = data.message.message_id;
+      return setRunStatus(run, "completed");
+    case "run.failed":
+      run.error = str(data.error) ?? run.error ?? "the run failed";
+      for (const stage of run.stages) {
+        // The stage's own error arrives with the REST run; the event only has the run's.
+        if (stage.status === "running") Object.assign(stage, { status: "failed", finished_at: ts });
+      }
+      return setRunStatus(run, "failed");
+    case "run.cancelled":
+      for (const stage of run.stages) {
+        if (rank(stage.status) < 2) Object.assign(stage, { status: "cancelled", finished_at: ts });
+      }
+      return setRunStatus(run, "cancelled");
+    default:
+      return applyStageEvent(run, name, data, ts);
+  }
+}
+
+function setRunStatus(run, status) {
+  if (rank(status) < rank(run.status)) return false;
+  run.status = status;
+  return true;
+}
+
+function applyStageEvent(run, name, data, ts) {
+  const stage = findStage(run, data);
+  if (!stage) return false;
+  switch (name) {
+    case "stage.started":
+      if (rank(stage.status) > 1) return false;
+      Object.assign(stage, { status: "running", partial: "", gap: false, nextModel: null });
+      stage.started_at = ts ?? stage.started_at;
+      if (str(data.model)) stage.model = data.model;
+      if (Number(data.attempt)) stage.attempts = Number(data.attempt);
+      setRunStatus(run, "running");
+      return true;
+    case "stage.delta":
+      if (rank(stage.status) > 1 || typeof data.text !== "string") return false;
+      stage.status = "running";
+      stage.partial += data.text;
+      return true;
+    case "stage.reset":
+      if (rank(stage.status) > 1) return false;
+      Object.assign(stage, { partial: "", gap: false });
+      return true;
+    case "stage.retrying":
+      stage.retries.push({
+        // The event numbers the attempt about to start; the list shows the one that failed.
+        attempt: Math.max(1, (Number(data.attempt) || stage.retries.length + 2) - 1),
+        error: str(data.error) ?? "",
+        nextModel: str(data.next_model),
+      });
+      stage.nextModel = str(data.next_model);
+      return true;
+    case "stage.completed":
+      return completeStage(run, stage, data, ts);
+    default:
+      return false;
+  }
+}
+
+function completeStage(run, stage, data, ts) {
+  if (rank(stage.status) > 1) return false;
+  Object.assign(stage, {
+    status: "completed",
+    output: str(data.output) ?? stage.partial,
+    model: str(data.model) ?? stage.nextModel ?? stage.model,
+    usage: data.usage ? normUsage(data.usage) : stage.usage,
+    finished_at: ts ?? stage.finished_at,
+    partial: "",
+    gap: false,
+    nextModel: null,
+  });
+  const sum = run.stages.reduce((acc, s) => {
+    acc.prompt_tokens += s.usage.prompt_tokens;
+    acc.completion_tokens += s.usage.completion_tokens;
+    acc.cost_usd += s.usage.cost_usd;
+    return acc;
+  }, normUsage(null));
+  if (tokens(sum) >= tokens(run.usage)) run.usage = sum;
+  return true;
+}
+
+function findStage(run, data) {
+  const index = Number(data.index);
+  if (Number.isInteger(index) && run.stages[index] && (!data.stage || run.stages[index].name === data.stage)) {
+    return run.stages[index];
+  }
+  return run.stages.find((s) => s.name === data.stage) ?? null;
+}
