@@ -37,6 +37,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _optional_float(env: Mapping[str, str], name: str) -> float | None:
+    return _float(env, name, 0.0) if env.get(name) else None
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "")
     return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
@@ -81,6 +85,10 @@ class Settings:
     delta_flush_ms: int = 50
     stage_timeout_s: float = 120.0
     attempt_timeout_s: float = 30.0
+    # The reaper of stale runs: how often it runs, and after how long unchanged a run with
+    # no live job is requeued or failed (None: stage_timeout_s * 2 + 30).
+    reaper_interval_s: int = 30
+    reaper_stale_s: float | None = None
     # Model chain retries (DESIGN §6): attempts per model, exponential backoff with full jitter.
     llm_attempts_per_model: int = 3
     llm_backoff_base_s: float = 0.25
@@ -149,6 +157,8 @@ class Settings:
             delta_flush_ms=_int(env, "DELTA_FLUSH_MS", cls.delta_flush_ms, 1),
             stage_timeout_s=_float(env, "STAGE_TIMEOUT_S", cls.stage_timeout_s),
             attempt_timeout_s=_float(env, "ATTEMPT_TIMEOUT_S", cls.attempt_timeout_s),
+            reaper_interval_s=_int(env, "REAPER_INTERVAL_S", cls.reaper_interval_s, 1),
+            reaper_stale_s=_optional_float(env, "REAPER_STALE_S"),
             llm_attempts_per_model=_int(
                 env, "LLM_ATTEMPTS_PER_MODEL", cls.llm_attempts_per_model, 1
             ),
@@ -170,6 +180,10 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse settings that are unsafe for the chosen mode."""
+        if not 1 <= self.reaper_interval_s <= 60:
+            raise ConfigError("REAPER_INTERVAL_S must be between 1 and 60")
+        if self.reaper_stale_s is not None and self.reaper_stale_s < 0:
+            raise ConfigError("REAPER_STALE_S must be >= 0")
         if self.production:
             if not self.secret_key or len(self.secret_key.encode()) < 32:
                 raise ConfigError("SECRET_KEY of at least 32 bytes is required when ENV=production")

@@ -8,6 +8,7 @@ from typing import Any
 
 from arq.jobs import Job, JobStatus
 
+from server.config import Settings
 from server.logs import run_id_var, session_id_var
 from server.runs.queue import enqueue_stage
 from server.store.models import ACTIVE_RUN_STATUSES, Run, utcnow
@@ -25,6 +26,13 @@ async def run_stage(ctx: dict[str, Any], run_id: str, stage_index: int, generati
     await StageExecutor(deps(ctx)).execute(run_id, stage_index, generation)
 
 
+def stale_after_s(settings: Settings) -> float:
+    """How long a run may sit unchanged with no live job before the reaper takes it."""
+    if settings.reaper_stale_s is not None:
+        return settings.reaper_stale_s
+    return settings.stage_timeout_s * 2 + 30
+
+
 def _current_stage(run: Run) -> int:
     return next((i for i, s in enumerate(run.stages) if s.status != "completed"), 0)
 
@@ -32,7 +40,7 @@ def _current_stage(run: Run) -> int:
 async def reap_stale_runs(ctx: dict[str, Any]) -> int:
     """Requeue (or fail) runs left queued/running with no live job; return how many."""
     d = deps(ctx)
-    stale_after = timedelta(seconds=d.settings.stage_timeout_s * 2 + 30)
+    stale_after = timedelta(seconds=stale_after_s(d.settings))
     runs = await d.store.list_runs(
         statuses=ACTIVE_RUN_STATUSES, updated_before=utcnow() - stale_after, limit=100
     )

@@ -14,7 +14,7 @@ from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
 from server.runs.lifecycle import RunLifecycle
 from server.store.factory import open_store
-from workers.context import DEPS, WorkerDeps, deps
+from workers.context import DEPS, WorkerDeps
 from workers.jobs import reap_stale_runs, run_stage
 from workers.model_chain import ModelChain
 
@@ -42,11 +42,16 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Close the model clients and the store."""
-    if DEPS in ctx:
-        d = deps(ctx)
+    """Close the model clients and the store (idempotent)."""
+    d = ctx.pop(DEPS, None)
+    if isinstance(d, WorkerDeps):
         await d.chain.close()
         await d.store.close()
+
+
+def reaper_seconds(settings: Settings) -> set[int]:
+    """The seconds of each minute at which the reaper runs (every REAPER_INTERVAL_S)."""
+    return set(range(0, 60, settings.reaper_interval_s))
 
 
 def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
     keys = RedisKeys(settings.redis_key_prefix)
     return {
         "functions": [run_stage],
-        "cron_jobs": [cron(reap_stale_runs, second={0, 30}, run_at_startup=True)],
+        "cron_jobs": [cron(reap_stale_runs, second=reaper_seconds(settings), run_at_startup=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

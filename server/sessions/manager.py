@@ -144,7 +144,10 @@ class SessionManager:
             "generation": run.generation + 1, "updated_at": utcnow(),
         }  # fmt: skip
         for i in range(first, len(run.stages)):
-            fields[f"stages.{i}"] = StageState(name=run.stages[i].name, agent=run.stages[i].agent)
+            stage = run.stages[i]  # a fresh state, but the count of attempts carries on
+            fields[f"stages.{i}"] = StageState(
+                name=stage.name, agent=stage.agent, attempts=stage.attempts
+            )
         await self._arq.delete(self._keys.run_cancel(run_id))
         retried = await self._store.update_run(run_id, fields, expect={"status": run.status})
         if retried is None:

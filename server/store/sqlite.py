@@ -68,13 +68,16 @@ class SqliteStore:
         return cls(conn)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One hop to the connection's thread: a write on this connection must never run
+        # between a read's first step and its fetch (the read's open snapshot would make
+        # the write fail at once with SQLITE_BUSY once another connection has committed).
+        return list(await self._conn.execute_fetchall(sql, params))
 
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> tuple[int, list[Any]]:
-        async with self._write_lock, self._conn.execute(sql, params) as cursor:
-            rows = list(await cursor.fetchall())
-            return cursor.rowcount, rows
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        # Writes are serialized, so their latency bounds the store's write throughput: one
+        # hop to the connection's thread (execute and fetch together), not three.
+        async with self._write_lock:
+            return list(await self._conn.execute_fetchall(sql, params))
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -114,7 +117,7 @@ class SqliteStore:
                 for item in (json_path(path), json.dumps(to_json(value)))
             ]
             sql = f"UPDATE {table} SET doc = json_set(doc, {pairs}) WHERE {where} RETURNING doc"
-            _, rows = await self._write(sql, values + params)
+            rows = await self._write(sql, values + params)
         return str(rows[0][0]) if rows else None
 
     async def ensure_indexes(self) -> None:
@@ -192,9 +195,8 @@ class SqliteStore:
 
     async def insert_message(self, message: Message) -> bool:
         """Insert a message once: False (and no write) if its message_id exists."""
-        sql = "INSERT INTO messages (doc) VALUES (?) ON CONFLICT DO NOTHING"
-        count, _ = await self._write(sql, (message.model_dump_json(),))
-        return count == 1
+        sql = "INSERT INTO messages (doc) VALUES (?) ON CONFLICT DO NOTHING RETURNING id"
+        return len(await self._write(sql, (message.model_dump_json(),))) == 1
 
     async def list_messages(
         self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None

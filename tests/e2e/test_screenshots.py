@@ -1,0 +1,142 @@
+"""Screenshots of the main screens, desktop and phone, light and dark.
+
+Saved under artifacts/screenshots/ as <screen>-<device>-<scheme>.png for people to look
+at; each also checks the layout holds (nothing wider than the screen, the composer and
+the top bar on screen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import DESKTOP, ContextFactory, UserFactory
+from tests.e2e.support import ARTIFACTS, Api, answers, tid, ui_login
+
+pytestmark = pytest.mark.e2e
+
+# Slow enough that four pages can each be photographed while the same run streams.
+DEMO_TOKEN_DELAY_MS = 30
+SHOTS = ARTIFACTS / "screenshots"
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A screen size and colour scheme."""
+
+    device: str
+    scheme: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The browser context options."""
+        if self.device == "phone":
+            return {
+                "viewport": PHONE,
+                "device_scale_factor": 2,
+                "is_mobile": True,
+                "has_touch": True,
+                "color_scheme": self.scheme,
+            }
+        return {"viewport": DESKTOP, "color_scheme": self.scheme}
+
+    def name(self, screen: str) -> str:
+        """The file name of a screenshot of this variant."""
+        return f"{screen}-{self.device}-{self.scheme}.png"
+
+
+VARIANTS = [Variant(d, s) for d in ("desktop", "phone") for s in ("light", "dark")]
+
+
+def check_layout(page: Page, *, app: bool = True) -> None:
+    """Nothing sticks out sideways; in the app, the top bar and the composer are on screen."""
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll("body *")]
+            .filter((el) => el.getClientRects().length && !el.closest(".scroll, pre, table"))
+            .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+            .map((el) => el.dataset.testid || el.className || el.tagName)"""
+    )
+    assert not overflow, f"wider than the screen: {overflow}"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    if app:
+        for testid in ("sidebar-toggle" if page.viewport_size == PHONE else "sidebar", "send"):
+            expect(tid(page, testid)).to_be_in_viewport()
+        expect(tid(page, "composer-input")).to_be_in_viewport()
+        expect(tid(page, "logout")).to_be_in_viewport()
+
+
+def shoot(page: Page, variant: Variant, screen: str) -> None:
+    """Save a screenshot of the page."""
+    path = SHOTS / variant.name(screen)
+    page.screenshot(path=path, animations="disabled")
+    assert path.stat().st_size > 5_000
+
+
+def test_screenshots_of_the_main_screens(
+    new_context: ContextFactory, api: Api, make_user: UserFactory
+) -> None:
+    """Sign-in, a conversation with a completed run, a live run, the phone's session list."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    user = make_user("casey")
+    rest = api.as_user(user)
+    for title in ("Weekend hiking checklist", "Notes on async Python"):
+        rest.post("/api/v1/sessions", {"title": title}, expect=201)
+    session = rest.post("/api/v1/sessions", {"title": "Sourdough at home"}, expect=201)
+    session_id = session["session_id"]
+    first = rest.post(
+        f"/api/v1/sessions/{session_id}/messages",
+        {"content": "How do I bake a good sourdough loaf at home?"},
+        expect=202,
+    )
+    rest.wait_run(first["run"]["run_id"], {"completed"})
+
+    pages: dict[Variant, Page] = {}
+    for variant in VARIANTS:
+        page = new_context(**variant.options).new_page()
+        pages[variant] = page
+        page.goto("/")
+        expect(tid(page, "login-form")).to_be_visible()
+        check_layout(page, app=False)
+        shoot(page, variant, "signin")
+        ui_login(page, user)
+        page.goto(f"/#/s/{session_id}")
+        expect(answers(page)).to_have_count(1)
+        expect(tid(page, "conversation-title")).to_have_text("Sourdough at home")
+        expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
+        expect(tid(page, "composer")).to_have_attribute("data-state", "ready")
+        check_layout(page)
+        shoot(page, variant, "conversation")
+
+    # A second message: every page watches the same run stream live.
+    second = rest.post(
+        f"/api/v1/sessions/{session_id}/messages",
+        {"content": "And how do I keep the starter alive while travelling?"},
+        expect=202,
+    )
+    for variant, page in pages.items():
+        card = tid(page, "run")
+        # Past the first stage, so the picture shows done, running and pending stages.
+        expect(card.locator('[data-testid="stage"][data-status="completed"]')).not_to_have_count(0)
+        expect(tid(card, "stream-text")).not_to_be_empty()
+        expect(card.locator('[data-testid="stage"][data-status="running"]')).to_have_count(1)
+        check_layout(page)
+        shoot(page, variant, "live-run")
+    rest.post(f"/api/v1/runs/{second['run']['run_id']}/cancel", expect=202)
+
+    # Phones: the session list slides in over the conversation.
+    for variant, page in pages.items():
+        if variant.device != "phone":
+            continue
+        expect(tid(page, "run")).to_have_attribute("data-status", "cancelled")
+        tid(page, "sidebar-toggle").click()
+        expect(tid(page, "sidebar")).to_be_in_viewport()
+        expect(tid(page, "session-item")).to_have_count(3)
+        expect(tid(page, "sidebar-backdrop")).to_be_visible()
+        page.wait_for_function(
+            "() => getComputedStyle(document.querySelector('.sidebar')).transform === 'none'"
+        )
+        shoot(page, variant, "sessions")
