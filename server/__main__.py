@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
-
 from aiohttp import web
 
 from server.app import create_app
-from server.config import ConfigError, Settings
+from server.cli import run_cli, wait_for_stop_signal
+from server.config import Settings
 from server.embedded import embedded_services
-from server.logs import configure_logging
-from server.pipelines import PipelinesError
 
 
 async def serve(settings: Settings) -> None:
@@ -25,29 +20,10 @@ async def serve(settings: Settings) -> None:
             await site.start()
             for host, port in (addr[:2] for addr in runner.addresses):
                 print(f"Chorus is serving on http://{host}:{port}/", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await wait_for_stop_signal()
         finally:
             await runner.cleanup()
 
 
-def main() -> None:
-    """Read settings, configure logs and serve."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"chorus: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(settings.log_level)
-    try:
-        asyncio.run(serve(settings))
-    except PipelinesError as exc:
-        print(f"chorus: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 if __name__ == "__main__":
-    main()
+    run_cli("chorus", serve)

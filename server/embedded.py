@@ -45,18 +45,21 @@ async def embedded_services(settings: Settings) -> AsyncIterator[Settings]:
             redis = await stack.enter_async_context(RedisProcess())
             log.info("started private redis-server", extra={"redis_url": redis.url})
             settings = settings.replace(redis_url=redis.url)
-        if settings.demo_model_url is None and needs_demo_model(settings):
-            config = DemoConfig(token_delay_ms=settings.demo_token_delay_ms)
-            demo = await stack.enter_async_context(DemoModelServer(config))
-            log.info("started the demo model", extra={"demo_model_url": demo.base_url})
-            settings = settings.replace(demo_model_url=demo.base_url)
+        settings = await start_demo_model_if_needed(stack, settings)
         if settings.embedded_worker:
             registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
             await stack.enter_async_context(InProcessWorker(settings, registry))
         yield settings
 
 
-def needs_demo_model(settings: Settings) -> bool:
-    """Whether the pipelines point a provider at ${DEMO_MODEL_URL} (and none was given)."""
+async def start_demo_model_if_needed(stack: AsyncExitStack, settings: Settings) -> Settings:
+    """Serve the demo model in-process when the pipelines need ${DEMO_MODEL_URL} and none is set."""
+    if settings.demo_model_url is not None:
+        return settings
     registry = AgentRegistry.load(settings.pipelines_file)
-    return any(p.base_url is None for p in registry.providers())
+    if all(p.base_url is not None for p in registry.providers()):
+        return settings
+    config = DemoConfig(token_delay_ms=settings.demo_token_delay_ms)
+    demo = await stack.enter_async_context(DemoModelServer(config))
+    log.info("started the demo model", extra={"demo_model_url": demo.base_url})
+    return settings.replace(demo_model_url=demo.base_url)
