@@ -47,6 +47,10 @@ class RedisKeys:
         """The arq queue stage jobs go to."""
         return f"{self.prefix}:queue"
 
+    def arq_wake_channel(self) -> str:
+        """Pub/sub channel naming each job just queued, so workers start it without polling."""
+        return f"{self.prefix}:queue:wake"
+
     def stage_job_id(self, run_id: str, stage_index: int, generation: int = 0) -> str:
         """Stable arq job id: one job per run stage (per retry generation)."""
         return f"stage:{run_id}:{stage_index}:{generation}"

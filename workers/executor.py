@@ -61,10 +61,6 @@ class StageExecutor:
         if updated is None:
             return None
         if run.status == "queued":
-            await d.store.update_session(
-                run.user_id, run.session_id, {"status": "running", "updated_at": now},
-                expect={"active_run_id": run.run_id},
-            )  # fmt: skip
             await d.bus.publish(run.session_id, "run.started", {"run_id": run.run_id}, run.run_id)
         if stage.status == "running":  # a worker died mid-stage: discard its partial text
             await d.bus.publish(run.session_id, "stage.reset", {"stage": stage.name}, run.run_id)
@@ -74,6 +70,11 @@ class StageExecutor:
              "attempt": stage.attempts + 1},
             run.run_id,
         )  # fmt: skip
+        if run.status == "queued":  # after the events: a store write less before the stage starts
+            await d.store.update_session(
+                run.user_id, run.session_id, {"status": "running", "updated_at": now},
+                expect={"active_run_id": run.run_id},
+            )  # fmt: skip
         return updated
 
     async def _perform(self, run: Run, index: int) -> None:

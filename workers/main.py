@@ -6,7 +6,6 @@ from typing import Any
 
 from arq import cron
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Worker
 
 from server.config import Settings
 from server.events.bus import EventBus
@@ -14,6 +13,7 @@ from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
 from server.runs.lifecycle import RunLifecycle
 from server.store.factory import open_store
+from workers.arq_worker import ChorusWorker
 from workers.context import DEPS, WorkerDeps
 from workers.jobs import reap_stale_runs, run_stage
 from workers.model_chain import ModelChain
@@ -74,12 +74,13 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
         "max_tries": 5,
         "allow_abort_jobs": True,
         "handle_signals": False,
+        "wake_channel": keys.arq_wake_channel(),
     }
 
 
-def build_worker(settings: Settings, registry: AgentRegistry) -> Worker:
+def build_worker(settings: Settings, registry: AgentRegistry) -> ChorusWorker:
     """Build an arq Worker for these settings."""
-    return Worker(**worker_options(settings, registry))
+    return ChorusWorker(**worker_options(settings, registry))
 
 
 def __getattr__(name: str) -> Any:

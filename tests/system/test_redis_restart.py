@@ -1,0 +1,163 @@
+"""DESIGN §8: Redis restarted mid-run. Web and worker reconnect by themselves, clients
+get `resync` then `recovered: false` (a new epoch), the server keeps serving, and the
+run in flight does not stay `running` forever (the reaper requeues it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from server.redis_proc import RedisProcess, free_port
+from tests.system.cluster import Api, Transcript, follow, stored_outputs
+from tests.system.conftest import MakeCluster
+from workers.demo_model import DemoModelServer
+
+pytestmark = pytest.mark.slow
+
+# The reaper looks every 2 s and takes a run unchanged for 3 s with no live job.
+ENV = {"STAGE_TIMEOUT_S": 10, "REAPER_INTERVAL_S": 2, "REAPER_STALE_S": 3}
+
+
+class RestartableRedis:
+    """A private redis-server on a fixed port that the test can restart (empty)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = RedisProcess(port=self.port)
+
+    @property
+    def url(self) -> str:
+        """The URL, the same before and after a restart."""
+        return self.proc.url
+
+    def stop(self) -> None:
+        """Stop the server (nothing is persisted)."""
+        self.proc.stop()
+
+    async def start(self) -> None:
+        """Start a fresh server on the same port and wait for PING."""
+        self.proc = RedisProcess(port=self.port)
+        self.proc.start()
+        await self.proc.wait_ready()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[RestartableRedis]:
+    """A Redis of this test's own (the shared one must not be restarted)."""
+    redis = RestartableRedis()
+    await redis.start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+async def _status(http: aiohttp.ClientSession, url: str) -> int:
+    try:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+async def _poll(http: aiohttp.ClientSession, url: str, seen: list[int]) -> None:
+    while True:
+        seen.append(await _status(http, url))
+        await asyncio.sleep(0.05)
+
+
+async def _until_status(
+    http: aiohttp.ClientSession, url: str, status: int, within_s: float
+) -> None:
+    async with asyncio.timeout(within_s):
+        while True:
+            if await _status(http, url) == status:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_redis_restart_mid_run(
+    private_redis: RestartableRedis,
+    make_cluster: MakeCluster,
+    demo: DemoModelServer,
+    http: aiohttp.ClientSession,
+) -> None:
+    demo.configure(token_delay_ms=20.0)
+    cluster = make_cluster(private_redis.url)
+    web = await cluster.web(http, **ENV)
+    worker = await cluster.worker(**ENV)
+    api = await Api(http, web.url).signup("restart@example.test")
+    session_id = await api.new_session()
+    sock = await api.socket()
+    assert (await sock.call("subscribe", session_id=session_id, after_seq=0))["recovered"]
+    run_id = (await api.send(session_id, "Why is the sky blue?"))["run"]["run_id"]
+    before = Transcript()
+    async with asyncio.timeout(15):
+        while not any(e["name"] == "stage.delta" and e["data"]["stage"] == "draft"
+                      for e in before.events):  # fmt: skip
+            frame = await sock.frame()
+            if frame["type"] == "event":
+                before.add(frame)
+
+    health: list[int] = []
+    poller = asyncio.create_task(_poll(http, f"{web.url}/healthz", health))
+    try:
+        private_redis.stop()
+        await _until_status(http, f"{web.url}/readyz", 503, within_s=5)
+        await asyncio.sleep(1.0)
+        await private_redis.start()
+        await _until_status(http, f"{web.url}/readyz", 200, within_s=15)
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+    assert health and set(health) == {200}, health
+
+    # The web process's feed had a gap: the socket is told so and resubscribes.
+    async with asyncio.timeout(15):
+        while True:
+            frame = await sock.frame(within_s=15)
+            if frame["type"] == "resync":
+                assert session_id in frame["session_ids"]
+                break
+            assert frame["type"] == "event", frame
+            before.add(frame)
+    resumed = await sock.call(
+        "subscribe", session_id=session_id, after_seq=before.last_seq, epoch=before.epoch
+    )
+    assert resumed["recovered"] is False  # Redis forgot the history ...
+    assert resumed["epoch"] != before.epoch  # ... and says so with a new epoch
+    # The client reloads over REST, then follows the new epoch with no gap.
+    run = await api.run(run_id)
+    assert run["status"] in ("running", "queued", "completed", "failed")
+    after = Transcript(resumed["last_seq"], resumed["epoch"])
+
+    # The run in flight ends: the reaper requeues it from its checkpoint.
+    await follow(sock, after, run_id, within_s=45)
+    run = await api.wait_run(run_id, within_s=5)
+    assert run["status"] == "completed", run  # ended, and one requeue sufficed
+    assert run["stages"][0]["attempts"] == 1  # the checkpoint was kept, not redone
+    answers = [m for m in await api.messages(session_id) if m["role"] == "assistant"]
+    assert [m["content"] for m in answers] == [run["stages"][-1]["output"]]
+    # Stages (re)started after the resubscribe stream in full in the new epoch.
+    restarted = {e["data"]["stage"] for e in after.events if e["name"] == "stage.started"}
+    assert "review" in restarted
+    texts, outputs = after.texts(run_id), stored_outputs(run)
+    assert {s: texts[s] for s in restarted} == {s: outputs[s] for s in restarted}
+
+    # The server keeps serving: a new login, a new session, a message that completes.
+    assert worker.alive
+    other = await Api(http, web.url).signup("after-restart@example.test")
+    new_session = await other.new_session()
+    sock2 = await other.socket()
+    assert (await sock2.call("subscribe", session_id=new_session, after_seq=0))["recovered"]
+    new_run = (await other.send(new_session, "Still there?"))["run"]["run_id"]
+    fresh = Transcript()
+    await follow(sock2, fresh, new_run, within_s=30)
+    assert (await other.run(new_run))["status"] == "completed"
+    assert fresh.texts() == stored_outputs(await other.run(new_run))
+    await asyncio.gather(sock.close(), sock2.close())
