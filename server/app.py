@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.REDIS_KEYS] = RedisKeys(settings.redis_key_prefix)
     app[keys.METRICS] = Metrics()
     app[keys.PASSWORDS] = PasswordHasher(settings.bcrypt_rounds)
+    app.on_cleanup.append(app[keys.PASSWORDS].close)
     app[keys.PIPELINES] = AgentRegistry.load(
         settings.pipelines_file, demo_url=settings.demo_model_url
     )
