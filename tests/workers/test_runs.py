@@ -111,11 +111,14 @@ async def test_second_message_while_busy_is_409(stack: Client, demo: DemoModelSe
     demo.configure(token_delay_ms=20)
     user = await make_user(stack)
     sid = await _session(stack, user)
-    await _send(stack, user, sid, "first")
+    run_id = (await _send(stack, user, sid, "first"))["run"]["run_id"]
     resp = await stack.post(
         f"/api/v1/sessions/{sid}/messages", json={"content": "second"}, headers=user.auth
     )
     assert await error_of(resp) == (409, "session_busy")
+    # End the run here, so no stage is cut short by the worker's shutdown at teardown.
+    await stack.post(f"/api/v1/runs/{run_id}/cancel", headers=user.auth)
+    assert (await wait_run(stack, user.auth, run_id, within_s=10))["status"] == "cancelled"
 
 
 async def test_failed_review_then_retry_reuses_plan_and_draft(
