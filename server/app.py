@@ -10,6 +10,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server import keys
 from server.api.health import routes as health_routes
+from server.api.usage import routes as usage_routes
 from server.auth.passwords import PasswordHasher
 from server.auth.routes import routes as auth_routes
 from server.config import Settings
@@ -18,8 +19,9 @@ from server.errors import error_middleware
 from server.metrics import Metrics
 from server.middlewares import request_context
 from server.pipelines import AgentRegistry
+from server.pipelines.routes import routes as pipeline_routes
 from server.redis_keys import RedisKeys
-from server.resources import redis_ctx, session_manager_ctx, store_ctx
+from server.resources import redis_ctx, run_service_ctx, store_ctx
 from server.runs.routes import routes as run_routes
 from server.sessions.routes import routes as session_routes
 from server.ui import setup_ui
@@ -61,12 +63,14 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.DEMO_MODEL_ACTIVE] = settings.demo_model_url is not None
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)
-    app.cleanup_ctx.append(session_manager_ctx)
+    app.cleanup_ctx.append(run_service_ctx)
     setup_sessions(app, _cookie_storage(settings))
     app.add_routes(health_routes)
     app.add_routes(auth_routes)
     app.add_routes(session_routes)
     app.add_routes(run_routes)
+    app.add_routes(pipeline_routes)
+    app.add_routes(usage_routes)
     setup_ws(app)
     setup_cors(app)
     setup_ui(app)

@@ -85,9 +85,18 @@ class Settings:
     delta_flush_ms: int = 50
     stage_timeout_s: float = 120.0
     attempt_timeout_s: float = 30.0
-    # The reaper of stale runs: how often it runs, and after how long unchanged a run with
-    # no live job is requeued or failed (None: stage_timeout_s * 2 + 30).
-    reaper_interval_s: int = 30
+    # Stage leases (DESIGN §9): a worker renews its stage's lease every lease_renew_s; a lease
+    # not renewed for lease_ttl_s lapses and a watchdog (every watchdog_interval_s, in every
+    # worker) takes the stage over. A run taken over more than run_max_recoveries times fails.
+    lease_ttl_s: float = 6.0
+    lease_renew_s: float = 2.0
+    watchdog_interval_s: float = 1.0
+    run_max_recoveries: int = 5
+    # On SIGTERM a worker lets running stages finish for worker_grace_s, then hands them back.
+    worker_grace_s: float = 8.0
+    # The reaper, the last net: how often it runs, and after how long unchanged a run with
+    # neither a live lease nor a waiting job is taken over (None: lease_ttl_s * 2).
+    reaper_interval_s: int = 5
     reaper_stale_s: float | None = None
     # Model chain retries (DESIGN §6): attempts per model, exponential backoff with full jitter.
     llm_attempts_per_model: int = 3
@@ -109,6 +118,11 @@ class Settings:
     def production(self) -> bool:
         """Whether the stricter production rules apply."""
         return self.env == "production"
+
+    @property
+    def reaper_min_age_s(self) -> float:
+        """How long a run with no lease and no waiting job sits before the reaper takes it."""
+        return self.reaper_stale_s if self.reaper_stale_s is not None else self.lease_ttl_s * 2
 
     @property
     def embedded(self) -> bool:
@@ -159,6 +173,11 @@ class Settings:
             attempt_timeout_s=_float(env, "ATTEMPT_TIMEOUT_S", cls.attempt_timeout_s),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_S", cls.reaper_interval_s, 1),
             reaper_stale_s=_optional_float(env, "REAPER_STALE_S"),
+            lease_ttl_s=_float(env, "LEASE_TTL_S", cls.lease_ttl_s),
+            lease_renew_s=_float(env, "LEASE_RENEW_S", cls.lease_renew_s),
+            watchdog_interval_s=_float(env, "WATCHDOG_INTERVAL_S", cls.watchdog_interval_s),
+            run_max_recoveries=_int(env, "RUN_MAX_RECOVERIES", cls.run_max_recoveries, 0),
+            worker_grace_s=_float(env, "WORKER_GRACE_S", cls.worker_grace_s),
             llm_attempts_per_model=_int(
                 env, "LLM_ATTEMPTS_PER_MODEL", cls.llm_attempts_per_model, 1
             ),
@@ -184,6 +203,12 @@ class Settings:
             raise ConfigError("REAPER_INTERVAL_S must be between 1 and 60")
         if self.reaper_stale_s is not None and self.reaper_stale_s < 0:
             raise ConfigError("REAPER_STALE_S must be >= 0")
+        if not 0 < self.lease_renew_s < self.lease_ttl_s:
+            raise ConfigError("LEASE_RENEW_S must be > 0 and below LEASE_TTL_S")
+        if not 0 < self.watchdog_interval_s <= self.lease_ttl_s:
+            raise ConfigError("WATCHDOG_INTERVAL_S must be > 0 and at most LEASE_TTL_S")
+        if self.worker_grace_s < 0:
+            raise ConfigError("WORKER_GRACE_S must be >= 0")
         if self.production:
             if not self.secret_key or len(self.secret_key.encode()) < 32:
                 raise ConfigError("SECRET_KEY of at least 32 bytes is required when ENV=production")

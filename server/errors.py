@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 log = logging.getLogger("chorus.errors")
 
@@ -114,6 +115,7 @@ def describe_validation(exc: ValidationError) -> str:
     return "; ".join(parts[:5])
 
 
+REDIS_RETRY_AFTER_S = 2
 _HTTP_CODES = {
     404: ("not_found", "no such resource"),
     405: ("method_not_allowed", "method not allowed"),
@@ -130,6 +132,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, exc.code, exc.message, exc.headers)
     except ValidationError as exc:
         return error_response(422, "invalid_request", describe_validation(exc))
+    except RedisError as exc:
+        # Redis is down or failing over (DESIGN §9): say so and when to try again, never 500.
+        log.warning("redis unavailable on %s %s: %r", request.method, request.path, exc)
+        return error_response(
+            503, "unavailable", "the service is briefly unavailable; try again",
+            {"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        )  # fmt: skip
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise

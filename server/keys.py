@@ -19,7 +19,7 @@ from server.store.base import Store
 
 if TYPE_CHECKING:
     from server.pipelines import AgentRegistry
-    from server.sessions.manager import SessionManager
+    from server.runs.service import RunService
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -32,6 +32,6 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 PIPELINES: web.AppKey[AgentRegistry] = web.AppKey("pipelines")
 EVENT_BUS = web.AppKey("event_bus", EventBus)
 EVENT_HUB = web.AppKey("event_hub", EventHub)
-SESSION_MANAGER: web.AppKey[SessionManager] = web.AppKey("session_manager")
+RUN_SERVICE: web.AppKey[RunService] = web.AppKey("run_service")
 # Whether the built-in demo model is answering (set by the embedded bootstrap; the UI says so).
 DEMO_MODEL_ACTIVE = web.AppKey("demo_model_active", bool)

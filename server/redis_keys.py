@@ -35,13 +35,37 @@ class RedisKeys:
         """Pub/sub channel carrying a session's live events."""
         return f"{self.prefix}:sess:{session_id}:live"
 
-    def session_channel_pattern(self) -> str:
-        """Pattern matching every session channel (for parsing names back)."""
-        return f"{self.prefix}:sess:*:live"
+    def run_cancel(self, run_id: str, generation: int) -> str:
+        """Flag set when a run's cancel is requested, per generation; polled by the worker.
 
-    def run_cancel(self, run_id: str) -> str:
-        """Flag set when a run's cancel is requested; polled by the worker."""
-        return f"{self.prefix}:run:{run_id}:cancel"
+        Per generation, so a retry right after a cancel is not hit by the old stream's flag
+        being cleared, nor the new stream by the old flag.
+        """
+        return f"{self.prefix}:run:{run_id}:cancel:{generation}"
+
+    def run_fence(self, run_id: str) -> str:
+        """The run's current generation (fencing token): older generations publish nothing."""
+        return f"{self.prefix}:run:{run_id}:gen"
+
+    def run_partial(self, run_id: str) -> str:
+        """Text streamed so far by the run's running stage."""
+        return f"{self.prefix}:run:{run_id}:partial"
+
+    def run_partial_meta(self, run_id: str) -> str:
+        """Hash {stage, seq, epoch}: which stage the partial text is of, as of which event."""
+        return f"{self.prefix}:run:{run_id}:partial:meta"
+
+    def lease_deadlines(self) -> str:
+        """Sorted set: run id -> deadline (ms, Redis clock) of the lease on its running stage."""
+        return f"{self.prefix}:leases"
+
+    def lease_tokens(self) -> str:
+        """Hash: run id -> lease token "<generation>:<stage index>:<holder>"."""
+        return f"{self.prefix}:leases:tokens"
+
+    def redis_sentinel(self) -> str:
+        """A key written once per Redis dataset: its absence means Redis lost its data."""
+        return f"{self.prefix}:sentinel"
 
     def arq_queue(self) -> str:
         """The arq queue stage jobs go to."""

@@ -11,7 +11,8 @@ from server import keys
 from server.auth.tokens import TokenService
 from server.events.bus import EventBus
 from server.ratelimit import RateLimiter
-from server.sessions.manager import SessionManager
+from server.runs.leases import LeaseBook
+from server.runs.service import RunDeps, RunService
 from server.store.factory import open_store
 
 
@@ -53,13 +54,14 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-async def session_manager_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Build the SessionManager once Redis and the store are open."""
-    redis = app[keys.REDIS]
+async def run_service_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the RunService once Redis and the store are open."""
+    redis, settings = app[keys.REDIS], app[keys.SETTINGS]
     assert isinstance(redis, ArqRedis)
-    app[keys.SESSION_MANAGER] = SessionManager(
-        settings=app[keys.SETTINGS], store=app[keys.STORE], arq=redis,
-        keys=app[keys.REDIS_KEYS], bus=app[keys.EVENT_BUS], limiter=app[keys.RATE_LIMITER],
-        registry=app[keys.PIPELINES],
+    leases = LeaseBook(redis, app[keys.REDIS_KEYS], settings.lease_ttl_s, settings.lease_renew_s)
+    app[keys.RUN_SERVICE] = RunService(
+        RunDeps(settings=settings, store=app[keys.STORE], redis=redis, keys=app[keys.REDIS_KEYS],
+                bus=app[keys.EVENT_BUS], registry=app[keys.PIPELINES], leases=leases,
+                limiter=app[keys.RATE_LIMITER])
     )  # fmt: skip
     yield

@@ -11,7 +11,8 @@ from server.config import Settings
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
-from server.runs.lifecycle import RunLifecycle
+from server.runs.leases import LeaseBook
+from server.runs.service import RunService
 from server.store.base import Store
 from workers.model_chain import ModelChain
 
@@ -29,7 +30,8 @@ class WorkerDeps:
     bus: EventBus
     registry: AgentRegistry
     chain: ModelChain
-    lifecycle: RunLifecycle
+    leases: LeaseBook
+    runs: RunService
 
 
 def deps(ctx: dict[str, Any]) -> WorkerDeps:

@@ -12,7 +12,7 @@ from arq.worker import Worker
 
 from server.config import Settings
 from server.pipelines import AgentRegistry
-from workers.main import build_worker, shutdown
+from workers.main import build_worker, hand_back, shutdown
 
 log = logging.getLogger("chorus.worker")
 _RESTART_BACKOFF_S = (0.1, 5.0)
@@ -21,13 +21,16 @@ _HEALTHY_AFTER_S = 30.0
 
 class InProcessWorker:
     """Run a Worker as a task and start a new one whenever it dies: arq's loop ends on
-    the first Redis error (a Redis restart, a dropped connection). On exit stop polling,
-    let running jobs finish (grace), close clients."""
+    the first Redis error (a Redis restart, a dropped connection). On exit stop taking
+    jobs, let running stages finish (WORKER_GRACE_S), hand the rest back to other
+    workers (their leases are taken over at once), close clients."""
 
-    def __init__(self, settings: Settings, registry: AgentRegistry, grace_s: float = 5.0) -> None:
+    def __init__(
+        self, settings: Settings, registry: AgentRegistry, grace_s: float | None = None
+    ) -> None:
         self._settings = settings
         self._registry = registry
-        self._grace_s = grace_s
+        self._grace_s = settings.worker_grace_s if grace_s is None else grace_s
         self.worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -62,10 +65,13 @@ class InProcessWorker:
             delay = min(delay * 2, high)
 
     async def _retire(self, worker: Worker) -> None:
-        """Let the worker's running jobs finish (grace), then close it."""
+        """Let the worker's running jobs finish (grace), hand the rest back, close it."""
         running = [t for t in worker.tasks.values() if not t.done()]
-        if running:  # a job cut short here is picked up again once its arq lock expires
+        if running:
             await asyncio.wait(running, timeout=self._grace_s)
+        if any(not t.done() for t in running):
+            handed = await hand_back(worker.ctx)
+            log.warning("handed %d running stage(s) back to other workers", handed)
         try:
             await worker.close()
         except (Exception, asyncio.CancelledError) as exc:

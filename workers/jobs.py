@@ -3,63 +3,51 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import random
+import sqlite3
 from typing import Any
 
-from arq.jobs import Job, JobStatus
+from arq import Retry
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
-from server.config import Settings
 from server.logs import run_id_var, session_id_var
-from server.runs.queue import enqueue_stage
-from server.store.models import ACTIVE_RUN_STATUSES, Run, utcnow
 from workers.context import deps
 from workers.executor import StageExecutor
 
 log = logging.getLogger("chorus.jobs")
-_MAX_REQUEUES = 3
+# Errors of Redis or the store that pass (a restart, a failover, a dropped connection).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError, OSError, PyMongoError, sqlite3.OperationalError,
+)  # fmt: skip
+_RETRY_BASE_S, _RETRY_MAX_S = 0.5, 10.0
+
+
+def retry_delay(job_try: int) -> float:
+    """Exponential backoff with full jitter for a job that met a transient error."""
+    return random.uniform(0, min(_RETRY_MAX_S, _RETRY_BASE_S * 2 ** max(job_try - 1, 0)))
 
 
 async def run_stage(ctx: dict[str, Any], run_id: str, stage_index: int, generation: int) -> None:
-    """Execute one stage of a run (idempotent)."""
+    """Execute one stage of a run (idempotent); a transient error retries the job."""
     run_id_var.set(run_id)
     session_id_var.set(None)
-    await StageExecutor(deps(ctx)).execute(run_id, stage_index, generation)
-
-
-def stale_after_s(settings: Settings) -> float:
-    """How long a run may sit unchanged with no live job before the reaper takes it."""
-    if settings.reaper_stale_s is not None:
-        return settings.reaper_stale_s
-    return settings.stage_timeout_s * 2 + 30
-
-
-def _current_stage(run: Run) -> int:
-    return next((i for i, s in enumerate(run.stages) if s.status != "completed"), 0)
+    try:
+        await StageExecutor(deps(ctx)).execute(run_id, stage_index, generation)
+    except TRANSIENT_ERRORS as exc:
+        delay = retry_delay(int(ctx.get("job_try", 1)))
+        log.warning(
+            "stage %d of run %s met %r; retrying in %.1f s", stage_index, run_id, exc, delay
+        )
+        raise Retry(defer=delay) from exc
 
 
 async def reap_stale_runs(ctx: dict[str, Any]) -> int:
-    """Requeue (or fail) runs left queued/running with no live job; return how many."""
+    """Take over runs with neither a live lease nor a waiting job; free stale session claims."""
     d = deps(ctx)
-    stale_after = timedelta(seconds=stale_after_s(d.settings))
-    runs = await d.store.list_runs(
-        statuses=ACTIVE_RUN_STATUSES, updated_before=utcnow() - stale_after, limit=100
-    )
-    reaped = 0
-    for run in runs:
-        index = _current_stage(run)
-        job_id = d.keys.stage_job_id(run.run_id, index, run.generation)
-        status = await Job(job_id, d.redis, _queue_name=d.keys.arq_queue()).status()
-        if status in (JobStatus.queued, JobStatus.deferred, JobStatus.in_progress):
-            continue
-        reaped += 1
-        if run.generation >= _MAX_REQUEUES:
-            await d.lifecycle.fail(run, "run abandoned: no worker finished it")
-            continue
-        log.warning("requeueing stale run %s at stage %d", run.run_id, index)
-        requeued = await d.store.update_run(
-            run.run_id, {"generation": run.generation + 1, "updated_at": utcnow()},
-            expect={"status": run.status, "generation": run.generation},
-        )  # fmt: skip
-        if requeued is not None:
-            await enqueue_stage(d.redis, d.keys, run.run_id, index, requeued.generation)
-    return reaped
+    min_age = d.settings.reaper_min_age_s
+    taken = await d.runs.reap(min_age)
+    freed = await d.runs.repair_sessions(min_age)
+    if taken or freed:
+        log.warning("reaper took over %d stale run(s) and freed %d session(s)", taken, freed)
+    return taken + freed

@@ -1,7 +1,14 @@
-"""arq WorkerSettings: `arq workers.main.WorkerSettings` or `python -m workers`."""
+"""The arq worker's options and its start-up and shutdown (run it with `python -m workers`).
+
+Only `python -m workers` (or the embedded mode) runs a Chorus worker: it builds the
+ChorusWorker subclass (woken on enqueue, lease watchdog, hand-back on shutdown); arq's
+own CLI would build a plain Worker without them, so no `WorkerSettings` class is offered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from arq import cron
@@ -11,15 +18,18 @@ from server.config import Settings
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
-from server.runs.lifecycle import RunLifecycle
+from server.runs.leases import LeaseBook
+from server.runs.service import RunDeps, RunService
 from server.store.factory import open_store
 from workers.arq_worker import ChorusWorker
 from workers.context import DEPS, WorkerDeps
 from workers.jobs import reap_stale_runs, run_stage
 from workers.model_chain import ModelChain
+from workers.watchdog import Watchdog
 
 SETTINGS = "chorus_settings"
 REGISTRY = "chorus_registry"
+WATCHDOG = "chorus_watchdog"
 
 
 def load_registry(settings: Settings, demo_url: str | None) -> AgentRegistry:
@@ -35,14 +45,41 @@ async def startup(ctx: dict[str, Any]) -> None:
     keys = RedisKeys(settings.redis_key_prefix)
     store = await open_store(settings)
     bus = EventBus(redis, keys, settings.event_history, settings.event_history_ttl_s)
+    leases = LeaseBook(redis, keys, settings.lease_ttl_s, settings.lease_renew_s)
+    runs = RunService(
+        RunDeps(settings=settings, store=store, redis=redis, keys=keys, bus=bus,
+                registry=registry, leases=leases)
+    )  # fmt: skip
     ctx[DEPS] = WorkerDeps(
         settings=settings, redis=redis, keys=keys, store=store, bus=bus, registry=registry,
-        chain=ModelChain(registry, settings), lifecycle=RunLifecycle(store, bus),
+        chain=ModelChain(registry, settings), leases=leases, runs=runs,
     )  # fmt: skip
+    watchdog = Watchdog(runs, leases, settings.watchdog_interval_s)
+    ctx[WATCHDOG] = asyncio.create_task(watchdog.run(), name="chorus-lease-watchdog")
+
+
+async def hand_back(ctx: dict[str, Any]) -> int:
+    """Hand the stages this worker still holds to other workers now; return how many."""
+    d = ctx.get(DEPS)
+    if not isinstance(d, WorkerDeps):
+        return 0
+    handed = 0
+    for lease in list(d.leases.held.values()):
+        lease.lost.set()  # this worker writes and publishes nothing more for it
+        with contextlib.suppress(Exception):  # a lease not handed back lapses instead
+            handed += await d.runs.take_over(
+                lease.run_id, lease.generation, lease.index, "handed back"
+            )
+    return handed
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Close the model clients and the store (idempotent)."""
+    """Stop the watchdog; close the model clients and the store (idempotent)."""
+    watchdog = ctx.pop(WATCHDOG, None)
+    if isinstance(watchdog, asyncio.Task):
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
     d = ctx.pop(DEPS, None)
     if isinstance(d, WorkerDeps):
         await d.chain.close()
@@ -68,11 +105,11 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
         "ctx": {SETTINGS: settings, REGISTRY: registry},
         "poll_delay": settings.worker_poll_s,
         "max_jobs": settings.worker_max_jobs,
-        # A killed worker's job is picked up again once its in-progress key expires.
+        # A stage's liveness is its lease (DESIGN §9), not arq's in-progress lock: a dead
+        # worker's stage is taken over under a new job id within seconds.
         "job_timeout": settings.stage_timeout_s + 10,
         "keep_result": 60,
         "max_tries": 5,
-        "allow_abort_jobs": True,
         "handle_signals": False,
         "wake_channel": keys.arq_wake_channel(),
     }
@@ -81,14 +118,3 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
 def build_worker(settings: Settings, registry: AgentRegistry) -> ChorusWorker:
     """Build an arq Worker for these settings."""
     return ChorusWorker(**worker_options(settings, registry))
-
-
-def __getattr__(name: str) -> Any:
-    """Build ``WorkerSettings`` for the arq CLI on first access (not at import time)."""
-    if name != "WorkerSettings":
-        raise AttributeError(name)
-    settings = Settings.from_env()
-    if settings.redis_url is None:
-        raise RuntimeError("REDIS_URL must be set to run a standalone worker")
-    registry = load_registry(settings, settings.demo_model_url)
-    return type("WorkerSettings", (), worker_options(settings, registry))

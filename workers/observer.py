@@ -29,6 +29,7 @@ class StageObserver:
         user_id: str,
         stage: str,
         flush_ms: int,
+        generation: int | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -36,6 +37,7 @@ class StageObserver:
         self._run_id = run_id
         self._user_id = user_id
         self.stage = stage
+        self._generation = generation
         self._flush_s = flush_ms / 1000
         self._buffer: list[str] = []
         self._last_flush = 0.0
@@ -45,7 +47,10 @@ class StageObserver:
         self.calls: list[LlmCall] = []
 
     async def _publish(self, name: str, data: dict[str, Any]) -> None:
-        await self._bus.publish(self._session_id, name, data, self._run_id)
+        # Fenced: once the run has moved on to a newer generation, nothing more is published.
+        await self._bus.publish(
+            self._session_id, name, data, self._run_id, generation=self._generation
+        )
 
     async def on_delta(self, text: str) -> None:
         """Buffer text; flush now if the last flush is old enough, else soon."""

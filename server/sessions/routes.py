@@ -15,6 +15,7 @@ from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
     ListSessionsQuery,
+    PostMessageBody,
     RenameSessionBody,
 )
 from server.store.models import ChatSession, format_ts, utcnow
@@ -79,7 +80,8 @@ async def get_session(request: web.Request) -> web.Response:
     active_run = None
     if session.active_run_id is not None:
         run = await store.get_run(session.active_run_id, identity.user.user_id)
-        active_run = run.model_dump(mode="json") if run is not None else None
+        if run is not None:
+            active_run = await request.app[keys.RUN_SERVICE].with_partial(run)
     body = _dump(session)
     body["messages"] = [m.model_dump(mode="json") for m in messages]
     body["active_run"] = active_run
@@ -104,13 +106,26 @@ async def rename_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     """Delete a session with its messages and runs."""
     identity = await authenticate(request)
-    session = await _own_session(request, identity.user.user_id)
-    if session.active_run_id is not None:
-        await request.app[keys.REDIS].set(
-            request.app[keys.REDIS_KEYS].run_cancel(session.active_run_id), "1", ex=3600
-        )
-    await request.app[keys.STORE].delete_session(identity.user.user_id, session.session_id)
+    session_id = request.match_info["session_id"]
+    session_id_var.set(session_id)
+    await request.app[keys.RUN_SERVICE].delete_session(identity.user, session_id)
     return web.Response(status=204)
+
+
+@routes.post("/api/v1/sessions/{session_id}/messages")
+async def post_message(request: web.Request) -> web.Response:
+    """Store the user's message and start a run (202), or 409 session_busy."""
+    identity = await authenticate(request)
+    body = await parse_body(request, PostMessageBody)
+    session_id = request.match_info["session_id"]
+    session_id_var.set(session_id)
+    message, run = await request.app[keys.RUN_SERVICE].post_message(
+        identity.user, session_id, body.content
+    )
+    return web.json_response(
+        {"message": message.model_dump(mode="json"), "run": run.model_dump(mode="json")},
+        status=202,
+    )
 
 
 @routes.get("/api/v1/sessions/{session_id}/messages")

@@ -59,6 +59,11 @@ class Store(Protocol):
     ) -> tuple[list[ChatSession], int]:
         """Return one page of the user's sessions, newest started_at first, and the total."""
 
+    async def list_claimed_sessions(
+        self, *, updated_before: datetime, limit: int = 100
+    ) -> list[ChatSession]:
+        """Return sessions (any user's) holding an active-run claim, unchanged since then."""
+
     async def update_session(
         self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None
     ) -> ChatSession | None:

@@ -44,6 +44,7 @@ RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 StageStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 SessionStatus = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+FINAL_RUN_STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
 
 
 class Doc(BaseModel):
@@ -112,6 +113,8 @@ class StageState(BaseModel):
     attempts: int = 0
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+    # The text a stage had streamed when it was cancelled or failed (kept, marked stopped).
+    partial: str | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
 
@@ -127,12 +130,22 @@ class Run(Doc):
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
     cancel_requested: bool = False
-    # Bumped by each retry, so the retried stage gets a fresh (stable) arq job id.
+    # The fencing token (DESIGN §9): bumped by each retry and each takeover of a stage whose
+    # worker is gone, so the stage gets a fresh (stable) arq job id and the old generation
+    # can write and publish nothing.
     generation: int = 0
+    # Takeovers since the user last started or retried the run (not counting user retries).
+    recoveries: int = 0
     assistant_message_id: str | None = None
     created_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
     finished_at: Timestamp | None = None
+
+    def current_stage(self) -> int:
+        """The index of the first stage not completed (the last one if all are)."""
+        return next(
+            (i for i, s in enumerate(self.stages) if s.status != "completed"), len(self.stages) - 1
+        )
 
 
 class LlmCall(Doc):

@@ -35,6 +35,7 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
         [("user_id", 1), ("status", 1), ("started_at", -1), ("_id", -1)],
         False,
     ),
+    ("sessions", "claimed", [("active_run_id", 1), ("updated_at", 1)], False),
     ("messages", "session_created", [("session_id", 1), ("created_at", 1), ("_id", 1)], False),
     ("runs", "session_created", [("session_id", 1), ("created_at", 1)], False),
     ("runs", "status_updated", [("status", 1), ("updated_at", 1)], False),
@@ -189,6 +190,13 @@ class MongoStore:
             ChatSession, "sessions", query, sort=order, skip=max(skip, 0), limit=limit
         )
         return page, total
+
+    async def list_claimed_sessions(
+        self, *, updated_before: datetime, limit: int = 100
+    ) -> list[ChatSession]:
+        """Return sessions holding an active-run claim, unchanged since ``updated_before``."""
+        query = {"active_run_id": {"$ne": None}, "updated_at": {"$lt": to_bson(updated_before)}}
+        return await self._many(ChatSession, "sessions", query, limit=limit)
 
     async def update_session(
         self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None

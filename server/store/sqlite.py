@@ -30,7 +30,7 @@ from server.store.models import (
     UsageSummary,
     User,
 )
-from server.store.sqlite_sql import PRAGMAS, USAGE_SQL, condition, schema
+from server.store.sqlite_sql import CLAIMED_SESSIONS, PRAGMAS, USAGE_SQL, condition, schema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -173,6 +173,16 @@ class SqliteStore:
         )
         rows = await self._rows(sql, [*params, limit, max(skip, 0)])
         return _load(ChatSession, rows), int(total)
+
+    async def list_claimed_sessions(
+        self, *, updated_before: datetime, limit: int = 100
+    ) -> list[ChatSession]:
+        """Return sessions holding an active-run claim, unchanged since ``updated_before``."""
+        sql = (
+            f"SELECT doc FROM sessions WHERE {CLAIMED_SESSIONS} IS NOT NULL "
+            "AND json_extract(doc, '$.updated_at') < ? LIMIT ?"
+        )
+        return _load(ChatSession, await self._rows(sql, [to_json(updated_before), limit]))
 
     async def update_session(
         self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None

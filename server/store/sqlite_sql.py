@@ -27,6 +27,12 @@ _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
     ("llm_calls_run", "llm_calls", "run_id", False),
     ("llm_calls_user_created", "llm_calls", "user_id, created_at", False),
 )
+# Sessions holding an active-run claim (few at any time): what the session repair scans.
+CLAIMED_SESSIONS = "json_extract(doc, '$.active_run_id')"
+_PARTIAL_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS sessions_claimed ON sessions ({CLAIMED_SESSIONS}) "
+    f"WHERE {CLAIMED_SESSIONS} IS NOT NULL",
+)
 PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL")
 USAGE_SQL = """
 SELECT substr(created_at, 1, 10) AS day,
@@ -58,6 +64,7 @@ def schema() -> list[str]:
         f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {table} ({cols})"
         for name, table, cols, unique in _INDEXES
     ]
+    statements += _PARTIAL_INDEXES
     return statements
 
 

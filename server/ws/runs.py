@@ -1,4 +1,4 @@
-"""Run commands: send a message (starting a run) and cancel a run, via the SessionManager."""
+"""Run commands: send a message (starting a run) and cancel a run, via the RunService."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ class CancelCommand(CommandModel):
 @command("send", SendCommand)
 async def send(conn: Connection, cmd_id: int, cmd: SendCommand) -> None:
     """Store the user's message and start a run (same rules as the REST call)."""
-    manager = conn.app[keys.SESSION_MANAGER]
-    message, run = await manager.post_message(conn.user, cmd.session_id, cmd.content)
+    runs = conn.app[keys.RUN_SERVICE]
+    message, run = await runs.post_message(conn.user, cmd.session_id, cmd.content)
     conn.send_result(
         cmd_id, {"message": message.model_dump(mode="json"), "run": run.model_dump(mode="json")}
     )
@@ -35,5 +35,5 @@ async def send(conn: Connection, cmd_id: int, cmd: SendCommand) -> None:
 @command("cancel", CancelCommand)
 async def cancel(conn: Connection, cmd_id: int, cmd: CancelCommand) -> None:
     """Cancel a run; a finished run is returned as it is."""
-    run = await conn.app[keys.SESSION_MANAGER].cancel_run(conn.user, cmd.run_id)
+    run = await conn.app[keys.RUN_SERVICE].cancel_run(conn.user, cmd.run_id)
     conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})

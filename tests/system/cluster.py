@@ -332,6 +332,24 @@ class Transcript:
         return any(e["name"] in final and e["run_id"] == run_id for e in self.events)
 
 
+def resynced_texts(rest_run: dict[str, Any], live: Transcript) -> dict[str, str]:
+    """Each stage's text as a client that resynced over REST shows it: the REST state (stored
+    outputs, the running stage's partial as of ``partial_seq``), then the live events after."""
+    texts = {s["name"]: s["output"] or s.get("partial") or "" for s in rest_run["stages"]}
+    since = {s["name"]: s.get("partial_seq") or 0 for s in rest_run["stages"]}
+    for e in live.events:
+        stage = e["data"].get("stage") if e["run_id"] == rest_run["run_id"] else None
+        if stage is None or e["seq"] <= since.get(stage, 0):
+            continue
+        if e["name"] in ("stage.reset", "stage.started"):
+            texts[stage] = ""
+        elif e["name"] == "stage.delta":
+            texts[stage] += e["data"]["text"]
+        elif e["name"] == "stage.completed":
+            texts[stage] = e["data"]["output"]
+    return texts
+
+
 def stored_outputs(run: dict[str, Any]) -> dict[str, str]:
     """Each stage's stored output (checkpoint) of a run."""
     return {s["name"]: s["output"] or "" for s in run["stages"]}

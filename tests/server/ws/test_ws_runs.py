@@ -1,8 +1,7 @@
-"""send / cancel: the SessionManager's results and its exceptions mapped to error codes.
+"""send / cancel: the RunService's results and its exceptions mapped to error codes.
 
-Most tests install a fake SessionManager (the real one is wired by create_app when it
-is ready); ``test_real_manager_send_and_cancel`` runs against the real one and skips
-itself until create_app provides it.
+Most tests install a fake RunService to check the mapping alone;
+``test_real_manager_send_and_cancel`` runs against the real one.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from tests.conftest import ClientFactory
 from .conftest import Ws, recv
 
 
-class FakeManager:
+class FakeRunService:
     """Records calls; answers with fresh documents or raises ``error``."""
 
     def __init__(self) -> None:
@@ -54,20 +53,20 @@ class FakeManager:
 
 
 @pytest.fixture
-async def faked(aiohttp_client: ClientFactory, settings: Settings) -> tuple[Ws, FakeManager]:
-    """A test client whose app uses a FakeManager."""
+async def faked(aiohttp_client: ClientFactory, settings: Settings) -> tuple[Ws, FakeRunService]:
+    """A test client whose app uses a FakeRunService."""
     app = create_app(settings)
-    manager = FakeManager()
+    manager = FakeRunService()
 
     async def install(app: web.Application) -> None:
         # on_startup runs after the cleanup contexts: this replaces any real manager.
-        app[keys.SESSION_MANAGER] = manager
+        app[keys.RUN_SERVICE] = manager
 
     app.on_startup.append(install)
     return Ws(await aiohttp_client(app)), manager
 
 
-async def test_send_returns_message_and_run(faked: tuple[Ws, FakeManager]) -> None:
+async def test_send_returns_message_and_run(faked: tuple[Ws, FakeRunService]) -> None:
     tools, manager = faked
     user = await tools.user()
     ws = await tools.connect(user)
@@ -80,7 +79,7 @@ async def test_send_returns_message_and_run(faked: tuple[Ws, FakeManager]) -> No
     await ws.close()
 
 
-async def test_cancel_returns_run(faked: tuple[Ws, FakeManager]) -> None:
+async def test_cancel_returns_run(faked: tuple[Ws, FakeRunService]) -> None:
     tools, _manager = faked
     ws = await tools.connect(await tools.user())
     sent = await tools.call(ws, {"id": 1, "type": "send", "session_id": "s1", "content": "hi"})
@@ -92,7 +91,7 @@ async def test_cancel_returns_run(faked: tuple[Ws, FakeManager]) -> None:
     await ws.close()
 
 
-async def test_cancel_unknown_run_is_not_found(faked: tuple[Ws, FakeManager]) -> None:
+async def test_cancel_unknown_run_is_not_found(faked: tuple[Ws, FakeRunService]) -> None:
     tools, _manager = faked
     ws = await tools.connect(await tools.user())
     reply = await tools.call(ws, {"id": 1, "type": "cancel", "run_id": "nope"})
@@ -112,7 +111,7 @@ async def test_cancel_unknown_run_is_not_found(faked: tuple[Ws, FakeManager]) ->
     ],
 )
 async def test_manager_errors_become_codes(
-    faked: tuple[Ws, FakeManager], error: Exception, code: str
+    faked: tuple[Ws, FakeRunService], error: Exception, code: str
 ) -> None:
     tools, manager = faked
     manager.error = error
@@ -123,7 +122,7 @@ async def test_manager_errors_become_codes(
 
 
 async def test_unexpected_error_is_internal_error_and_logged(
-    faked: tuple[Ws, FakeManager], caplog: pytest.LogCaptureFixture
+    faked: tuple[Ws, FakeRunService], caplog: pytest.LogCaptureFixture
 ) -> None:
     tools, manager = faked
     manager.error = RuntimeError("secret detail")
@@ -142,7 +141,7 @@ async def test_unexpected_error_is_internal_error_and_logged(
 
 
 async def test_blank_content_is_refused_before_the_manager(
-    faked: tuple[Ws, FakeManager],
+    faked: tuple[Ws, FakeRunService],
 ) -> None:
     tools, manager = faked
     ws = await tools.connect(await tools.user())
@@ -163,10 +162,7 @@ async def _until_result(ws: ClientWebSocketResponse, cmd_id: int) -> tuple[dict[
 
 
 async def test_real_manager_send_and_cancel(ws_tools: Ws) -> None:
-    """REAL-MANAGER TEST: runs once create_app wires keys.SESSION_MANAGER (skips until then)."""
-    app = ws_tools.client.app
-    if keys.SESSION_MANAGER not in app or keys.PIPELINES not in app:
-        pytest.skip("create_app does not wire the SessionManager yet")
+    """The real RunService wired by create_app: send, busy, cancel over one socket."""
     user = await ws_tools.user()
     resp = await ws_tools.client.post("/api/v1/sessions", json={}, headers=user.auth)
     assert resp.status == 201, await resp.text()
