@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -13,6 +13,7 @@ from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
 from server.runs.lifecycle import RunLifecycle
 from server.store.base import Store
+from workers.metrics import WorkerMetrics
 from workers.model_chain import ModelChain
 
 DEPS = "chorus_deps"
@@ -30,6 +31,7 @@ class WorkerDeps:
     registry: AgentRegistry
     chain: ModelChain
     lifecycle: RunLifecycle
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 def deps(ctx: dict[str, Any]) -> WorkerDeps:

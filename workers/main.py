@@ -16,6 +16,7 @@ from server.store.factory import open_store
 from workers.arq_worker import ChorusWorker
 from workers.context import DEPS, WorkerDeps
 from workers.jobs import reap_stale_runs, run_stage
+from workers.metrics import METRICS, WorkerMetrics, job_metrics, metered, worker_metrics
 from workers.model_chain import ModelChain
 
 SETTINGS = "chorus_settings"
@@ -35,9 +36,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     keys = RedisKeys(settings.redis_key_prefix)
     store = await open_store(settings)
     bus = EventBus(redis, keys, settings.event_history, settings.event_history_ttl_s)
+    metrics = worker_metrics(ctx)
     ctx[DEPS] = WorkerDeps(
         settings=settings, redis=redis, keys=keys, store=store, bus=bus, registry=registry,
-        chain=ModelChain(registry, settings), lifecycle=RunLifecycle(store, bus),
+        chain=ModelChain(registry, settings, metrics=metrics.chain),
+        lifecycle=RunLifecycle(store, bus), metrics=metrics,
     )  # fmt: skip
 
 
@@ -54,18 +57,21 @@ def reaper_seconds(settings: Settings) -> set[int]:
     return set(range(0, 60, settings.reaper_interval_s))
 
 
-def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any]:
+def worker_options(
+    settings: Settings, registry: AgentRegistry, metrics: WorkerMetrics | None = None
+) -> dict[str, Any]:
     """Keyword arguments for arq's Worker, tuned for latency (DESIGN §7)."""
     assert settings.redis_url is not None
     keys = RedisKeys(settings.redis_key_prefix)
+    reaper = metered(reap_stale_runs, job_metrics)
     return {
-        "functions": [run_stage],
-        "cron_jobs": [cron(reap_stale_runs, second=reaper_seconds(settings), run_at_startup=True)],
+        "functions": [metered(run_stage, job_metrics)],
+        "cron_jobs": [cron(reaper, second=reaper_seconds(settings), run_at_startup=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": keys.arq_queue(),
-        "ctx": {SETTINGS: settings, REGISTRY: registry},
+        "ctx": {SETTINGS: settings, REGISTRY: registry, METRICS: metrics or WorkerMetrics()},
         "poll_delay": settings.worker_poll_s,
         "max_jobs": settings.worker_max_jobs,
         # A killed worker's job is picked up again once its in-progress key expires.
@@ -78,9 +84,11 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
     }
 
 
-def build_worker(settings: Settings, registry: AgentRegistry) -> ChorusWorker:
-    """Build an arq Worker for these settings."""
-    return ChorusWorker(**worker_options(settings, registry))
+def build_worker(
+    settings: Settings, registry: AgentRegistry, metrics: WorkerMetrics | None = None
+) -> ChorusWorker:
+    """Build an arq Worker for these settings (counting into ``metrics`` if given)."""
+    return ChorusWorker(**worker_options(settings, registry, metrics))
 
 
 def __getattr__(name: str) -> Any:
