@@ -3,7 +3,9 @@ one /metrics, JSON logs carrying ids, and the one start-up line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from typing import Any
 
 import aiohttp
@@ -46,6 +48,13 @@ def _json_lines(proc: ChorusProcess) -> tuple[list[dict[str, Any]], list[str]]:
     return records, other
 
 
+async def _healthcheck(cluster: Cluster, role: str, **env: Any) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.healthcheck", role, env=cluster.environ(**env)
+    )
+    return await proc.wait()
+
+
 async def _one_run(api: Api) -> dict[str, Any]:
     session_id = await api.new_session()
     run_id = (await api.send(session_id, "What is a monad?"))["run"]["run_id"]
@@ -83,8 +92,10 @@ async def test_a_run_moves_the_llm_and_job_metrics_on_the_workers_metrics(
     run = await _one_run(api)
 
     _assert_run_counted(await _scrape(http, metrics_url), len(run["stages"]))
-    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-        assert resp.status == 200
+    # The image's HEALTHCHECK: the worker answers on its metrics port, nothing on another.
+    assert await _healthcheck(cluster, "worker", WORKER_METRICS_PORT=port) == 0
+    assert await _healthcheck(cluster, "worker", WORKER_METRICS_PORT=free_port()) == 1
+    assert await _healthcheck(cluster, "any", PORT=free_port(), WORKER_METRICS_PORT=port) == 0
     # The web process serves its own metrics, not the worker's.
     on_web = await _scrape(http, f"{web.url}/metrics")
     assert _value(on_web, "chorus_jobs_started_total", function="run_stage") == 0
