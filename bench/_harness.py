@@ -205,6 +205,7 @@ class Stack:
             "DATA_DIR": str(self.tmp / "data"),
             "SECRET_KEY": SECRET,
             "EMBEDDED_WORKER": "0",
+            "WORKER_METRICS_PORT": "0",  # workers here serve no /metrics
             "LOG_LEVEL": "WARNING",
             "BCRYPT_ROUNDS": "4",
             # A web process never calls the model; a worker gets the real URL in ``extra``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from workers.metrics import CurrentWorkerCollector
 
+log = logging.getLogger("chorus.worker")
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
@@ -47,7 +49,16 @@ class WorkerMetricsServer:
         app.router.add_get("/healthz", _healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port).start()
+        except OSError as exc:
+            # Several workers on one host (a Procfile scaled up) cannot share the port:
+            # a worker without a scrapable port beats a worker that does not start.
+            await web.TCPSite(self._runner, self._host, 0).start()
+            log.warning(
+                "worker metrics port %d unavailable (%s): serving on %s instead; set "
+                "WORKER_METRICS_PORT per worker", self._port, exc.strerror, self.url,
+            )  # fmt: skip
         return self
 
     async def __aexit__(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 import sys
 from typing import Any
 
@@ -102,6 +104,23 @@ async def test_a_run_moves_the_llm_and_job_metrics_on_the_workers_metrics(
     _, banner = _json_lines(worker)
     assert len(banner) == 1 and banner[0].startswith("Chorus worker is running")
     assert metrics_url in banner[0] and "redis: redis://" in banner[0]
+
+
+async def test_a_worker_whose_metrics_port_is_taken_serves_on_another(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = await cluster.worker(WORKER_METRICS_PORT=port)
+        _, banner = _json_lines(worker)
+        found = re.search(r"metrics: (http://127\.0\.0\.1:(\d+)/metrics)", banner[0])
+        assert found is not None and int(found[2]) != port, banner
+        samples = await _scrape(http, found[1])
+        assert ("chorus_lease_takeovers_total", "") in samples
+        records, _ = _json_lines(worker)
+        assert any(r["level"] == "WARNING" and str(port) in r["msg"] for r in records)
 
 
 async def test_the_embedded_worker_is_counted_on_the_web_metrics(
