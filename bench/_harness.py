@@ -2,7 +2,7 @@
 
 Every bench starts its own redis-server (RedisProcess) and the Chorus processes it needs
 as children on loopback ports, and stops them on exit. Nothing here asserts on time: the
-benches print figures and PASS/MISS against the bars of DESIGN §7.
+benches print figures and PASS/MISS against the bars in bench/README.md.
 """
 
 from __future__ import annotations

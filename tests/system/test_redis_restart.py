@@ -1,4 +1,4 @@
-"""DESIGN §8: Redis restarted mid-run. Web and worker reconnect by themselves, clients
+"""Reliability bar: Redis restarted mid-run. Web and worker reconnect by themselves, clients
 get `resync` then `recovered: false` (a new epoch), the server keeps serving, and the
 run in flight does not stay `running` forever (the reaper requeues it)."""
 
