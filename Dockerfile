@@ -19,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY workers ./workers
 COPY static ./static
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chorus \
     && mkdir -p /app/data \
     && chown chorus /app/data

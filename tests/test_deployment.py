@@ -88,6 +88,13 @@ def test_the_image_installs_the_pins_in_a_layer_before_the_code() -> None:
     assert {"server", "workers", "static", "pyproject.toml", "requirements.txt"} <= copied
 
 
+def test_the_build_context_leaves_out_local_state() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "data"} <= ignored  # data holds the generated secret key
+    copied = {a.split()[0] for i, a in _dockerfile() if i == "COPY"}
+    assert copied.isdisjoint(ignored)
+
+
 def test_the_pins_satisfy_pyproject() -> None:
     import tomllib
 
