@@ -4,6 +4,7 @@ docs/openapi.json holds, and the live app answers as it says (schemathesis)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,6 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -127,46 +127,89 @@ def _token(http: requests.Session, base: str, email: str) -> str:
     return str(login.json()["access_token"])
 
 
-def _fuzz(operation: Any, mode: schemathesis.GenerationMode, call: Any) -> None:
-    @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
-    @hypothesis_settings(
-        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )  # fmt: skip
-    def run(case: Any, data: Any) -> None:
-        call(case)
+class Fuzzer:
+    """Run schemathesis's generated cases for one operation against the live app."""
 
-    run()
+    def __init__(self, http: requests.Session, base: str) -> None:
+        self.http = http
+        self.base = base
+        self.token = _token(http, base, "fuzz@example.test")
+        self._fresh = itertools.count()
+
+    def existing_ids(self) -> dict[str, str]:
+        """A new session with a queued run (no worker here): real path parameters."""
+        auth = {"Authorization": f"Bearer {self.token}"}
+        sessions = f"{self.base}/api/v1/sessions"
+        sid = self.http.post(sessions, json={}, headers=auth, timeout=10).json()["session_id"]
+        posted = self.http.post(f"{sessions}/{sid}/messages", json={"content": "Hello?"},
+                                headers=auth, timeout=10)  # fmt: skip
+        return {"session_id": sid, "run_id": posted.json()["run"]["run_id"]}
+
+    def call(self, case: Any, checks: list[Any]) -> None:
+        """Send one case and run the checks on its answer."""
+        token = self.token
+        if case.operation.path == "/api/v1/auth/logout":  # it revokes the token it is sent
+            token = _token(self.http, self.base, f"out{next(self._fresh)}@example.test")
+        case.call_and_validate(
+            base_url=self.base, session=self.http, checks=checks,
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+
+    def fuzz(self, operation: Any, negative: bool, ids: dict[str, str] | None = None) -> None:
+        """Generate cases (valid, or invalid with ``negative``); ``ids`` fixes path params."""
+        mode = (
+            schemathesis.GenerationMode.NEGATIVE
+            if negative
+            else schemathesis.GenerationMode.POSITIVE
+        )
+        checks = NEGATIVE_CHECKS if negative else CHECKS
+        fixed = {k: v for k, v in (ids or {}).items() if f"{{{k}}}" in operation.path}
+
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed or None))
+        @hypothesis_settings(
+            max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )  # fmt: skip
+        def run(case: Any) -> None:
+            self.call(case, checks)
+
+        run()
+
+
+def _statuses(app: web.Application) -> dict[tuple[str, str], dict[int, float]]:
+    """Requests the app counted, by (method, route) and status."""
+    seen: dict[tuple[str, str], dict[int, float]] = {}
+    for family in app[keys.METRICS].registry.collect():
+        for sample in family.samples:
+            if sample.name == "chorus_http_requests_total":
+                key = (sample.labels["method"], sample.labels["route"])
+                seen.setdefault(key, {})[int(sample.labels["status"])] = sample.value
+    return seen
 
 
 def test_the_live_app_answers_as_its_document_says(live: LiveServer) -> None:
     with requests.Session() as http:
         document = http.get(f"{live.url}{OPENAPI_PATH}", timeout=10).json()
-        token = _token(http, live.url, "fuzz@example.test")
-        schema = schemathesis.openapi.from_dict(document)
-        fresh = iter(range(1_000_000))
-        operations = [result.ok() for result in schema.get_all_operations()]
+        fuzzer = Fuzzer(http, live.url)
+        operations = [result.ok() for result in schema_of(document).get_all_operations()]
         assert len(operations) == len(OPERATIONS)
         for operation in operations:
-            logout = operation.path == "/api/v1/auth/logout"
-
-            def call(case: Any, checks: list[Any], logout: bool = logout) -> None:
-                # Logging out revokes the token: that operation gets a token of its own.
-                bearer = _token(http, live.url, f"out{next(fresh)}@x.test") if logout else token
-                case.call_and_validate(
-                    base_url=live.url, session=http, checks=checks,
-                    headers={"Authorization": f"Bearer {bearer}"},
-                )  # fmt: skip
-
-            _fuzz(operation, schemathesis.GenerationMode.POSITIVE, lambda c: call(c, CHECKS))
             described = OPERATIONS[(operation.method.upper(), operation.path)]
-            if described.body is not None or described.query is not None:
-                _fuzz(operation, schemathesis.GenerationMode.NEGATIVE,
-                      lambda c: call(c, NEGATIVE_CHECKS))  # fmt: skip
-    counted = [(s.labels["method"], s.labels["route"], s.value)
-               for family in live.app[keys.METRICS].registry.collect()
-               for s in family.samples if s.name == "chorus_http_requests_total"]  # fmt: skip
+            has_input = described.body is not None or described.query is not None
+            fuzzer.fuzz(operation, negative=False)  # ids made up: mostly 404
+            if "{" in operation.path:
+                fuzzer.fuzz(operation, negative=False, ids=fuzzer.existing_ids())
+            if has_input:
+                fuzzer.fuzz(operation, negative=True)
+    seen = _statuses(live.app)
     for (method, path), op in OPERATIONS.items():  # each operation was really exercised
-        made = sum(value for m, p, value in counted if (m, p) == (method, path))
+        statuses = seen.get((method, path), {})
         varied = op.body or op.query or "{" in path  # parameterless: one distinct request
-        assert made >= (EXAMPLES if varied else 1), (method, path, made)
+        assert sum(statuses.values()) >= (EXAMPLES if varied else 1), (method, path, statuses)
+        if "{" in path:  # real ids reached past the 404
+            assert set(statuses) - {404}, (method, path, statuses)
+
+
+def schema_of(document: dict[str, Any]) -> Any:
+    """The schemathesis view of the document."""
+    return schemathesis.openapi.from_dict(document)
