@@ -156,4 +156,7 @@ async def test_logs_are_json_lines_carrying_ids_and_one_start_up_line(
     assert len(posted) == 1
     assert posted[0]["request_id"] and posted[0]["user_id"] == api.user["user_id"]
     assert posted[0]["session_id"] == run["session_id"]
+    polled = [r for r in records if r["logger"] == "chorus.access"
+              and r["msg"].startswith(f"GET /api/v1/runs/{run['run_id']} ")]  # fmt: skip
+    assert polled and all(r["run_id"] == run["run_id"] for r in polled)
     assert not [r for r in records if r["logger"].startswith(("httpx", "openai"))]
