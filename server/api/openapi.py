@@ -109,9 +109,19 @@ def _parameters(path: str, query: type[BaseModel] | None) -> list[dict[str, Any]
         required = set(schema.get("required", ()))
         for name, prop in schema["properties"].items():
             params.append(
-                {"name": name, "in": "query", "required": name in required, "schema": prop}
-            )
+                {"name": name, "in": "query", "required": name in required,
+                 "schema": _without_null(prop)}
+            )  # fmt: skip
     return params
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent, never null: drop pydantic's ``X | None`` null branch."""
+    branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) != 1:
+        return prop
+    kept = {k: v for k, v in prop.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**kept, **branches[0]}
 
 
 def _success(op: Operation, schemas: _Schemas) -> dict[str, Any]:
