@@ -65,6 +65,15 @@ async def _one_run(api: Api) -> dict[str, Any]:
     return run
 
 
+async def _embedded_run(
+    cluster: Cluster, http: aiohttp.ClientSession, email: str
+) -> tuple[ChorusProcess, Api, dict[str, Any]]:
+    """A web process with its in-process worker, and one completed run of a new user."""
+    web = await cluster.web(http, EMBEDDED_WORKER="1")
+    api = await Api(http, web.url).signup(email)
+    return web, api, await _one_run(api)
+
+
 def _assert_run_counted(samples: dict[tuple[str, str], float], stages: int) -> None:
     ok = {"provider": "demo", "model": "demo", "outcome": "ok"}
     assert _value(samples, "chorus_llm_attempts_total", **ok) == stages
@@ -126,9 +135,7 @@ async def test_a_worker_whose_metrics_port_is_taken_serves_on_another(
 async def test_the_embedded_worker_is_counted_on_the_web_metrics(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    web = await cluster.web(http, EMBEDDED_WORKER="1")
-    api = await Api(http, web.url).signup("embedded-metrics@example.test")
-    run = await _one_run(api)
+    web, _api, run = await _embedded_run(cluster, http, "embedded-metrics@example.test")
     samples = await _scrape(http, f"{web.url}/metrics")
     _assert_run_counted(samples, len(run["stages"]))
     route = {"method": "POST", "route": "/api/v1/sessions/{session_id}/messages", "status": "202"}
@@ -138,9 +145,7 @@ async def test_the_embedded_worker_is_counted_on_the_web_metrics(
 async def test_logs_are_json_lines_carrying_ids_and_one_start_up_line(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    web = await cluster.web(http, EMBEDDED_WORKER="1")
-    api = await Api(http, web.url).signup("logs@example.test")
-    run = await _one_run(api)
+    web, api, run = await _embedded_run(cluster, http, "logs@example.test")
     await cluster.close()  # flushes and ends the process: its whole output is in the file
 
     records, other = _json_lines(web)
