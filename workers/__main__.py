@@ -10,7 +10,7 @@ from server.config import ConfigError, Settings
 from server.embedded import start_demo_model_if_needed
 from server.pipelines import AgentRegistry
 from workers.inprocess import InProcessWorker
-from workers.metrics_http import WorkerMetricsServer
+from workers.metrics_http import serve_worker_metrics
 
 
 async def serve(settings: Settings) -> None:
@@ -21,10 +21,10 @@ async def serve(settings: Settings) -> None:
         worker = await stack.enter_async_context(InProcessWorker(settings, registry))
         metrics = "off (WORKER_METRICS_PORT=0)"
         if settings.worker_metrics_port:
-            server = WorkerMetricsServer(
+            server = serve_worker_metrics(
                 settings.host, settings.worker_metrics_port, lambda: worker.worker
             )
-            metrics = f"{(await stack.enter_async_context(server)).url}/metrics"
+            metrics = f"{await stack.enter_async_context(server)}/metrics"
         workers = f"this process (up to {settings.worker_max_jobs} stages at once)"
         announce(f"Chorus worker is running · metrics: {metrics}", settings, registry, workers)
         await wait_for_stop_signal()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -25,48 +25,38 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-class WorkerMetricsServer:
-    """Serve the metrics of the arq worker ``current()`` returns, on host:port."""
+def _app(current: Callable[[], Any]) -> web.Application:
+    app = web.Application()
+    app[_REGISTRY] = CollectorRegistry()
+    app[_REGISTRY].register(CurrentWorkerCollector(current))
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    return app
 
-    def __init__(self, host: str, port: int, current: Callable[[], Any]) -> None:
-        self._host = host
-        self._port = port
-        self.registry = CollectorRegistry()
-        self.registry.register(CurrentWorkerCollector(current))
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        """The base URL it listens on (the port actually bound)."""
-        assert self._runner is not None, "not started"
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    async def __aenter__(self) -> WorkerMetricsServer:
-        app = web.Application()
-        app[_REGISTRY] = self.registry
-        app.router.add_get("/metrics", _metrics)
-        app.router.add_get("/healthz", _healthz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+@asynccontextmanager
+async def serve_worker_metrics(
+    host: str, port: int, current: Callable[[], Any]
+) -> AsyncIterator[str]:
+    """Serve the metrics of the arq worker ``current()`` returns; yield the base URL."""
+    runner = web.AppRunner(_app(current), access_log=None)
+    await runner.setup()
+    try:
         try:
-            await web.TCPSite(self._runner, self._host, self._port).start()
+            await web.TCPSite(runner, host, port).start()
         except OSError as exc:
             # Several workers on one host (a Procfile scaled up) cannot share the port:
             # a worker without a scrapable port beats a worker that does not start.
-            await web.TCPSite(self._runner, self._host, 0).start()
+            await web.TCPSite(runner, host, 0).start()
             log.warning(
                 "worker metrics port %d unavailable (%s): serving on %s instead; set "
-                "WORKER_METRICS_PORT per worker", self._port, exc.strerror, self.url,
+                "WORKER_METRICS_PORT per worker", port, exc.strerror, _url(runner),
             )  # fmt: skip
-        return self
+        yield _url(runner)
+    finally:
+        await runner.cleanup()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+
+def _url(runner: web.AppRunner) -> str:
+    bound_host, bound_port = runner.addresses[0][:2]
+    return f"http://{bound_host}:{bound_port}"
