@@ -1,8 +1,7 @@
 """The OpenAPI 3.1 document of the HTTP API, built from the app's routes and OPERATIONS.
 
-Served at GET /api/v1/openapi.json; ``make docs`` writes it to docs/openapi.json. Routes
-outside /api/ that are not in OPERATIONS (the UI's files) are not part of the API and are
-left out.
+Served at GET /api/v1/openapi.json; ``make docs`` writes it to docs/openapi.json. Every
+route is part of it except the UI's pages and files (``NOT_API``) and catch-all routes.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from server.api.operations import OPERATIONS, Operation
 from server.api.responses import ErrorBody
 
 OPENAPI_PATH = "/api/v1/openapi.json"
+# The chat UI's page, files and configuration (server/ui.py): served, but not the API.
+NOT_API = frozenset({("GET", "/"), ("GET", "/static/{path}"), ("GET", "/config.json")})
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
@@ -62,7 +63,7 @@ def documented_routes(app: web.Application) -> list[tuple[str, str]]:
         if resource is None or route.method in ("HEAD", "*"):
             continue
         key = (route.method, resource.canonical)
-        if (key[1].startswith("/api/") or key in OPERATIONS) and key not in found:
+        if key not in NOT_API and key not in found:
             found.append(key)
     return found
 
@@ -89,6 +90,8 @@ class _Schemas:
                 wanted.append((op.body, "validation"))
             if isinstance(op.response, type):
                 wanted.append((op.response, "serialization"))
+            if op.error_model is not None:
+                wanted.append((op.error_model, "serialization"))
         unique = list(dict.fromkeys(wanted))
         self.refs, top = models_json_schema(unique, ref_template=_REF)
         self.components: dict[str, Any] = top.get("$defs", {})
@@ -135,12 +138,19 @@ def _success(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     return answer
 
 
+def _error(status: int, op: Operation, schemas: _Schemas) -> dict[str, Any]:
+    if op.error_model is None:  # the API's own envelope, described once
+        return {"$ref": f"#/components/responses/E{status}"}
+    schema = schemas.ref(op.error_model, "serialization")
+    return {"description": f"HTTP {status}", "content": {"application/json": {"schema": schema}}}
+
+
 def _operation(method: str, path: str, op: Operation, schemas: _Schemas) -> dict[str, Any]:
     success = _success(op, schemas)
     responses: dict[str, Any] = {str(op.status): success}
     responses.update({str(status): success for status in op.also})
     for status in op.errors:
-        responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+        responses[str(status)] = _error(status, op, schemas)
     doc: dict[str, Any] = {
         "operationId": f"{method.lower()}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
         "summary": op.summary,

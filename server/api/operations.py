@@ -1,7 +1,7 @@
 """Every documented HTTP operation: what it takes, answers and may refuse.
 
 The OpenAPI document is built from this table and the app's routes; a test fails when a
-route under /api/ has no entry here or an entry has no route. A new route needs one
+route (other than the UI's) has no entry here or an entry has no route. A new route needs one
 ``Operation`` below (and ``make docs`` to refresh docs/openapi.json).
 """
 
@@ -43,6 +43,7 @@ class Operation:
     auth: bool = True
     description: str = ""
     also: tuple[int, ...] = ()  # other statuses answered with the success body
+    error_model: type[BaseModel] | None = None  # errors in another envelope than the API's
 
 
 V1 = "/api/v1"

@@ -17,6 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -27,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from server import keys
 from server.api.openapi import OPENAPI_PATH, build_openapi, documented_routes, render
-from server.api.operations import OPERATIONS
+from server.api.operations import OPERATIONS, Operation
 from server.app import create_app
 from server.config import Limits, Settings
 from server.docgen import docs_app
@@ -213,3 +214,33 @@ def test_the_live_app_answers_as_its_document_says(live: LiveServer) -> None:
 def schema_of(document: dict[str, Any]) -> Any:
     """The schemathesis view of the document."""
     return schemathesis.openapi.from_dict(document)
+
+
+class _OpenAiError(BaseModel):
+    message: str
+    type: str
+
+
+async def _noop(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+def test_a_new_route_outside_api_is_noticed_and_may_have_its_own_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/echo", _noop)
+    app.router.add_get("/v1/other", _noop)
+    app.router.add_get("/static/{path:.+}", _noop)  # the UI's files: not the API
+    described = Operation("Echo", "compat", 200, None, errors=(400,), auth=False,
+                          error_model=_OpenAiError)  # fmt: skip
+    monkeypatch.setitem(OPERATIONS, ("POST", "/v1/echo"), described)
+    document = build_openapi(app)
+    assert set(document["paths"]) == {"/v1/echo", "/v1/other"}
+    assert document["paths"]["/v1/other"]["get"]["x-undocumented"] is True
+    error = document["paths"]["/v1/echo"]["post"]["responses"]["400"]
+    assert error["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/_OpenAiError"
+    }
+    assert "_OpenAiError" in document["components"]["schemas"]
+    validate(document)
