@@ -44,6 +44,7 @@ class Operation:
     description: str = ""
     also: tuple[int, ...] = ()  # other statuses answered with the success body
     error_model: type[BaseModel] | None = None  # errors in another envelope than the API's
+    streams: bool = False  # the answer does not end (SSE): not fuzzed on real ids
 
 
 V1 = "/api/v1"

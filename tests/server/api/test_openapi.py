@@ -153,7 +153,7 @@ class Fuzzer:
             token = _token(self.http, self.base, f"out{next(self._fresh)}@example.test")
         case.call_and_validate(
             base_url=self.base, session=self.http, checks=checks,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
         )  # fmt: skip
 
     def fuzz(self, operation: Any, negative: bool, ids: dict[str, str] | None = None) -> None:
@@ -198,7 +198,7 @@ def test_the_live_app_answers_as_its_document_says(live: LiveServer) -> None:
             described = OPERATIONS[(operation.method.upper(), operation.path)]
             has_input = described.body is not None or described.query is not None
             fuzzer.fuzz(operation, negative=False)  # ids made up: mostly 404
-            if "{" in operation.path:
+            if "{" in operation.path and not described.streams:
                 fuzzer.fuzz(operation, negative=False, ids=fuzzer.existing_ids())
             if has_input:
                 fuzzer.fuzz(operation, negative=True)
@@ -207,7 +207,7 @@ def test_the_live_app_answers_as_its_document_says(live: LiveServer) -> None:
         statuses = seen.get((method, path), {})
         varied = op.body or op.query or "{" in path  # parameterless: one distinct request
         assert sum(statuses.values()) >= (EXAMPLES if varied else 1), (method, path, statuses)
-        if "{" in path:  # real ids reached past the 404
+        if "{" in path and not op.streams:  # real ids reached past the 404
             assert set(statuses) - {404}, (method, path, statuses)
 
 
