@@ -27,9 +27,15 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server import keys
-from server.api.openapi import OPENAPI_PATH, build_openapi, documented_routes, render
+from server.api.openapi import (
+    OPENAPI_PATH,
+    SECURITY_SCHEMES,
+    build_openapi,
+    documented_routes,
+    render,
+)
 from server.api.operations import OPERATIONS, Operation
-from server.app import create_app
+from server.app import SESSION_COOKIE, create_app
 from server.config import Limits, Settings
 from server.docgen import docs_app
 from tests.conftest import ClientFactory
@@ -54,6 +60,10 @@ def test_the_document_is_valid_openapi_3_1(settings: Settings) -> None:
     undocumented = [p for p, ops in document["paths"].items() for o in ops.values()
                     if o.get("x-undocumented")]  # fmt: skip
     assert undocumented == []
+
+
+def test_the_cookie_scheme_names_the_session_cookie() -> None:
+    assert SECURITY_SCHEMES["cookie"]["name"] == SESSION_COOKIE
 
 
 def test_docs_openapi_json_is_the_generated_document() -> None:
