@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench worker clean
+.PHONY: run test lint bench worker docs lock clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Regenerate docs/openapi.json and docs/configuration.md (the tests check they are current).
+docs: $(BIN)/.installed
+	$(BIN)/python -m server.docgen
+
+# Re-pin the image's runtime dependencies (requirements.txt) after editing pyproject.toml.
+lock: $(BIN)/.installed
+	$(BIN)/python .ci/lock.py
 
 bench: $(BIN)/.installed
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -2,7 +2,7 @@
 
 Every bench starts its own redis-server (RedisProcess) and the Chorus processes it needs
 as children on loopback ports, and stops them on exit. Nothing here asserts on time: the
-benches print figures and PASS/MISS against the bars of DESIGN §7.
+benches print figures and PASS/MISS against the bars in bench/README.md.
 """
 
 from __future__ import annotations
@@ -205,6 +205,7 @@ class Stack:
             "DATA_DIR": str(self.tmp / "data"),
             "SECRET_KEY": SECRET,
             "EMBEDDED_WORKER": "0",
+            "WORKER_METRICS_PORT": "0",  # workers here serve no /metrics
             "LOG_LEVEL": "WARNING",
             "BCRYPT_ROUNDS": "4",
             # A web process never calls the model; a worker gets the real URL in ``extra``.

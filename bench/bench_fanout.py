@@ -1,4 +1,4 @@
-"""Event fan-out of one web process to 1,000 WebSockets (DESIGN §7, second bar).
+"""Event fan-out of one web process to 1,000 WebSockets (bench/README.md).
 
 Chorus: one web process (`python -m server`), 1,000 authenticated sockets each
 subscribed to one of --sessions sessions; this process publishes ~200-byte

@@ -1,4 +1,4 @@
-"""Idle authenticated sockets held by one web process (DESIGN §7, third bar).
+"""Idle authenticated sockets held by one web process (bench/README.md).
 
 One web process (`python -m server`, no embedded worker) and client processes opening
 --sockets WebSockets (bearer token in the handshake; the server answers ``ready``).

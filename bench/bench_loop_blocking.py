@@ -1,4 +1,4 @@
-"""Event delivery latency while logins run at the machine's bcrypt capacity (DESIGN §7).
+"""Event delivery latency while logins run at the machine's bcrypt capacity (bench/README.md).
 
 One web process (`python -m server`) with the production bcrypt cost (12). This process
 publishes --rate events/s with the EventBus (as a worker does) to a session that

@@ -1,4 +1,4 @@
-"""Stage start latency and time to first token added by Chorus (DESIGN §7, first bar).
+"""Stage start latency and time to first token added by Chorus (bench/README.md).
 
 (a) enqueue → stage start: the time between a run's ``run.queued`` event (published by
     the SessionManager just before it enqueues the stage job) and its ``stage.started``

@@ -10,6 +10,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server import keys
 from server.api.health import routes as health_routes
+from server.api.openapi import setup_openapi
 from server.api.usage import routes as usage_routes
 from server.auth.passwords import PasswordHasher
 from server.auth.routes import routes as auth_routes
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(pipeline_routes)
     app.add_routes(usage_routes)
     setup_ws(app)
+    setup_openapi(app)
     setup_cors(app)
     setup_ui(app)
     return app

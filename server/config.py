@@ -113,6 +113,8 @@ class Settings:
     ws_auth_timeout_s: float = 10.0
     ws_heartbeat_s: float = 20.0
     ws_queue_size: int = 1024
+    # Operations: where `python -m workers` serves /metrics and /healthz (0: nowhere).
+    worker_metrics_port: int = 9101
 
     @property
     def production(self) -> bool:
@@ -193,6 +195,7 @@ class Settings:
             ws_auth_timeout_s=_float(env, "WS_AUTH_TIMEOUT_S", cls.ws_auth_timeout_s),
             ws_heartbeat_s=_float(env, "WS_HEARTBEAT_S", cls.ws_heartbeat_s),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", cls.ws_queue_size, 1),
+            worker_metrics_port=_int(env, "WORKER_METRICS_PORT", cls.worker_metrics_port),
         )
         settings.validate()
         return settings

@@ -7,7 +7,10 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry
 
 from server.config import Settings
 from server.pipelines import AgentRegistry
@@ -15,6 +18,7 @@ from server.redis_proc import RedisProcess
 from workers.demo_model.config import DemoConfig
 from workers.demo_model.server import DemoModelServer
 from workers.inprocess import InProcessWorker
+from workers.metrics import CurrentWorkerCollector
 
 log = logging.getLogger("chorus.embedded")
 
@@ -34,22 +38,45 @@ def load_or_create_secret(data_dir: Path) -> str:
     return secret
 
 
+@dataclass
+class Embedded:
+    """What the embedded mode resolved and started for ``python -m server``."""
+
+    settings: Settings
+    private_redis: bool = False
+    worker: InProcessWorker | None = None
+
+    def expose_metrics(self, registry: CollectorRegistry) -> None:
+        """Serve the in-process worker's metrics (if any) on the web process's registry."""
+        worker = self.worker
+        if worker is not None:
+            registry.register(CurrentWorkerCollector(lambda: worker.worker))
+
+    def describe_workers(self) -> str:
+        """Say where the stage jobs run, for the start-up line."""
+        if self.worker is None:
+            return "none in this process (EMBEDDED_WORKER=0: run python -m workers)"
+        return f"1 in-process (up to {self.settings.worker_max_jobs} stages at once)"
+
+
 @asynccontextmanager
-async def embedded_services(settings: Settings) -> AsyncIterator[Settings]:
-    """Start a private redis-server if needed; yield settings with everything resolved."""
+async def embedded_services(settings: Settings) -> AsyncIterator[Embedded]:
+    """Start a private redis-server, demo model and worker as needed; yield what was resolved."""
     async with AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.secret_key is None:
             settings = settings.replace(secret_key=load_or_create_secret(settings.data_dir))
-        if settings.redis_url is None:
+        private_redis = settings.redis_url is None
+        if private_redis:
             redis = await stack.enter_async_context(RedisProcess())
             log.info("started private redis-server", extra={"redis_url": redis.url})
             settings = settings.replace(redis_url=redis.url)
         settings = await start_demo_model_if_needed(stack, settings)
+        worker = None
         if settings.embedded_worker:
             registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
-            await stack.enter_async_context(InProcessWorker(settings, registry))
-        yield settings
+            worker = await stack.enter_async_context(InProcessWorker(settings, registry))
+        yield Embedded(settings, private_redis, worker)
 
 
 async def start_demo_model_if_needed(stack: AsyncExitStack, settings: Settings) -> Settings:

@@ -21,6 +21,8 @@ _CONTEXT = {
     "run_id": run_id_var,
 }
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# HTTP client libraries log one INFO line per request (each model call): DEBUG detail.
+_PER_REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai")
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,3 +60,6 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    for name in _PER_REQUEST_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)

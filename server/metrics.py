@@ -31,6 +31,3 @@ class Metrics:
             "chorus_event_hub_reconnects_total", "EventHub pub/sub reconnects",
             registry=self.registry,
         )  # fmt: skip
-        self.runs_started = Counter(
-            "chorus_runs_started_total", "Runs started", registry=self.registry
-        )

@@ -14,6 +14,8 @@ from server.logs import request_id_var, run_id_var, session_id_var, user_id_var
 
 access_log = logging.getLogger("chorus.access")
 _REQUEST_ID = "X-Request-ID"
+# Metric labels stay a bounded set: any other method a client invents counts as OTHER.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _route_name(request: web.Request) -> str:
@@ -47,7 +49,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         elapsed = time.perf_counter() - started
         route = _route_name(request)
         metrics = request.app[keys.METRICS]
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        method = request.method if request.method in _METHODS else "OTHER"
+        metrics.http_requests.labels(method, route, str(status)).inc()
         metrics.http_latency.labels(route).observe(elapsed)
         access_log.info(
             "%s %s %s", request.method, request.path, status,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -14,6 +14,7 @@ from server.redis_keys import RedisKeys
 from server.runs.leases import LeaseBook
 from server.runs.service import RunService
 from server.store.base import Store
+from workers.metrics import WorkerMetrics
 from workers.model_chain import ModelChain
 
 DEPS = "chorus_deps"
@@ -32,6 +33,7 @@ class WorkerDeps:
     chain: ModelChain
     leases: LeaseBook
     runs: RunService
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 def deps(ctx: dict[str, Any]) -> WorkerDeps:

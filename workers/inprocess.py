@@ -13,6 +13,7 @@ from arq.worker import Worker
 from server.config import Settings
 from server.pipelines import AgentRegistry
 from workers.main import build_worker, hand_back, shutdown
+from workers.metrics import WorkerMetrics
 
 log = logging.getLogger("chorus.worker")
 _RESTART_BACKOFF_S = (0.1, 5.0)
@@ -31,12 +32,13 @@ class InProcessWorker:
         self._settings = settings
         self._registry = registry
         self._grace_s = settings.worker_grace_s if grace_s is None else grace_s
+        self.metrics = WorkerMetrics()  # one set of counters across worker restarts
         self.worker: Worker | None = None
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> InProcessWorker:
-        self.worker = build_worker(self._settings, self._registry)
+        self.worker = build_worker(self._settings, self._registry, self.metrics)
         self._task = asyncio.create_task(self._supervise(), name="chorus-worker")
         return self
 
@@ -45,7 +47,7 @@ class InProcessWorker:
         low, high = _RESTART_BACKOFF_S
         delay = low
         while True:
-            worker = self.worker or build_worker(self._settings, self._registry)
+            worker = self.worker or build_worker(self._settings, self._registry, self.metrics)
             self.worker = worker
             started = loop.time()
             try:

@@ -24,6 +24,7 @@ from server.store.factory import open_store
 from workers.arq_worker import ChorusWorker
 from workers.context import DEPS, WorkerDeps
 from workers.jobs import reap_stale_runs, run_stage
+from workers.metrics import METRICS, WorkerMetrics, job_metrics, metered, worker_metrics
 from workers.model_chain import ModelChain
 from workers.watchdog import Watchdog
 
@@ -46,13 +47,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     store = await open_store(settings)
     bus = EventBus(redis, keys, settings.event_history, settings.event_history_ttl_s)
     leases = LeaseBook(redis, keys, settings.lease_ttl_s, settings.lease_renew_s)
+    metrics = worker_metrics(ctx)
     runs = RunService(
         RunDeps(settings=settings, store=store, redis=redis, keys=keys, bus=bus,
-                registry=registry, leases=leases)
+                registry=registry, leases=leases,
+                on_takeover=lambda _reason: metrics.lease_takeovers.inc())
     )  # fmt: skip
     ctx[DEPS] = WorkerDeps(
         settings=settings, redis=redis, keys=keys, store=store, bus=bus, registry=registry,
-        chain=ModelChain(registry, settings), leases=leases, runs=runs,
+        chain=ModelChain(registry, settings, metrics=metrics.chain), leases=leases, runs=runs,
+        metrics=metrics,
     )  # fmt: skip
     watchdog = Watchdog(runs, leases, settings.watchdog_interval_s)
     ctx[WATCHDOG] = asyncio.create_task(watchdog.run(), name="chorus-lease-watchdog")
@@ -91,18 +95,21 @@ def reaper_seconds(settings: Settings) -> set[int]:
     return set(range(0, 60, settings.reaper_interval_s))
 
 
-def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any]:
+def worker_options(
+    settings: Settings, registry: AgentRegistry, metrics: WorkerMetrics | None = None
+) -> dict[str, Any]:
     """Keyword arguments for arq's Worker, tuned for latency (DESIGN §7)."""
     assert settings.redis_url is not None
     keys = RedisKeys(settings.redis_key_prefix)
+    reaper = metered(reap_stale_runs, job_metrics)
     return {
-        "functions": [run_stage],
-        "cron_jobs": [cron(reap_stale_runs, second=reaper_seconds(settings), run_at_startup=True)],
+        "functions": [metered(run_stage, job_metrics)],
+        "cron_jobs": [cron(reaper, second=reaper_seconds(settings), run_at_startup=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": keys.arq_queue(),
-        "ctx": {SETTINGS: settings, REGISTRY: registry},
+        "ctx": {SETTINGS: settings, REGISTRY: registry, METRICS: metrics or WorkerMetrics()},
         "poll_delay": settings.worker_poll_s,
         "max_jobs": settings.worker_max_jobs,
         # A stage's liveness is its lease (DESIGN §9), not arq's in-progress lock: a dead
@@ -115,6 +122,8 @@ def worker_options(settings: Settings, registry: AgentRegistry) -> dict[str, Any
     }
 
 
-def build_worker(settings: Settings, registry: AgentRegistry) -> ChorusWorker:
-    """Build an arq Worker for these settings."""
-    return ChorusWorker(**worker_options(settings, registry))
+def build_worker(
+    settings: Settings, registry: AgentRegistry, metrics: WorkerMetrics | None = None
+) -> ChorusWorker:
+    """Build an arq Worker for these settings (counting into ``metrics`` if given)."""
+    return ChorusWorker(**worker_options(settings, registry, metrics))

@@ -1,4 +1,4 @@
-"""ModelChain: perform one stage with an agent's models — stream, retry, fall back (DESIGN §6).
+"""ModelChain: perform one stage with an agent's models — stream, retry, fall back.
 
 For each model of the agent's chain, in order: up to ``attempts_per_model`` attempts,
 retrying 408/409/429/5xx, timeouts, connection errors and broken streams after an

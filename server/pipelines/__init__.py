@@ -1,4 +1,4 @@
-"""Pipelines, agents, models and providers, declared in a TOML file (DESIGN §6)."""
+"""Pipelines, agents, models and providers, declared in a TOML file (docs/providers.md)."""
 
 from __future__ import annotations
 

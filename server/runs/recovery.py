@@ -63,6 +63,8 @@ class RunRecovery(RunEndings):
         if bumped is None:
             return False
         self.takeovers[reason] += 1
+        if self.d.on_takeover is not None:
+            self.d.on_takeover(reason)
         log.warning(
             "took over stage %d of run %s (%s): generation %d", current, run_id, reason,
             generation + 1,

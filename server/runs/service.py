@@ -12,6 +12,7 @@ drops those of a generation that is no longer current (fencing).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,8 @@ class RunDeps:
     registry: AgentRegistry
     leases: LeaseBook
     limiter: RateLimiter | None = None
+    # Told the reason of each takeover (the worker counts them in its metrics).
+    on_takeover: Callable[[str], None] | None = None
 
 
 class RunService(RunRecovery):

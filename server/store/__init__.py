@@ -1,4 +1,4 @@
-"""Document storage (DESIGN §3): the Store protocol, its models and two backends."""
+"""Document storage (see docs/architecture.md): the Store protocol, its models and two backends."""
 
 from __future__ import annotations
 

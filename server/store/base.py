@@ -1,4 +1,4 @@
-"""The Store protocol: every durable read and write Chorus makes (DESIGN §3).
+"""The Store protocol: every durable read and write Chorus makes (docs/architecture.md, "Storage").
 
 Two implementations pass one contract suite (tests/server/store/): MongoStore and
 SqliteStore. Every method that reads a user's data takes that user's id and filters

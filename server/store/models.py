@@ -1,4 +1,4 @@
-"""Stored documents: one pydantic model per collection (DESIGN §3)."""
+"""Stored documents: one pydantic model per collection (docs/architecture.md, "Storage")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MongoStore: the production document store over PyMongo's native async API (DESIGN §3).
+"""MongoStore: the production document store over PyMongo's native async API.
 
 Every document's ``_id`` is its natural id (user_id, session_id, ...) and is stripped
 on read. Every filter compares with ``$eq``, so a value is always data, never an

@@ -1,4 +1,4 @@
-"""SqliteStore: the embedded document store, JSON documents in SQLite (DESIGN §3).
+"""SqliteStore: the embedded document store, JSON documents in SQLite.
 
 Each collection is a table whose ``doc`` column (the document as JSON) is the single
 source of truth; the id and the indexed fields are virtual columns generated from it.

@@ -148,7 +148,8 @@ class Cluster:
         return child
 
     async def worker(self, name: str = "worker", **env: Any) -> ChorusProcess:
-        """Start `python -m workers` and wait until it says it runs."""
+        """Start `python -m workers` (metrics on a free port) and wait until it says it runs."""
+        env.setdefault("WORKER_METRICS_PORT", free_port())
         child = await self._spawn(name, "workers", None, self.environ(**env))
         await child.wait_output("Chorus worker is running")
         return child

@@ -1,4 +1,4 @@
-"""DESIGN §5/§8, nothing lost: clients that drop their socket at random points of a
+"""Nothing lost (docs/websocket.md): clients that drop their socket at random points of a
 three-stage run and resume with after_seq/epoch end with exactly the stored outputs,
 every seq once and in order. 20 seeded trials, run concurrently on separate sessions."""
 

@@ -1,4 +1,4 @@
-"""DESIGN §8: a worker killed with SIGKILL mid-stage; the run completes once a worker is
+"""Reliability bar: a worker killed with SIGKILL mid-stage; the run completes once a worker is
 back, the stage re-executed once, no duplicate assistant message, no lost output."""
 
 from __future__ import annotations

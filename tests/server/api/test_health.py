@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from server import keys
 from tests.helpers import error_of
 
 Client = TestClient[Any, web.Application]
@@ -42,6 +43,20 @@ async def test_metrics_exposes_prometheus_text(client: Client) -> None:
     assert resp.status == 200
     text = await resp.text()
     assert 'chorus_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+async def test_metric_labels_stay_bounded_whatever_clients_send(client: Client) -> None:
+    for n, method in enumerate(("PROPFIND", "PURGE", "MKCOL")):  # WebDAV & co. parse fine
+        await client.request(method, "/healthz")
+        await client.get(f"/api/v1/no-such-thing-{n}")
+    await client.get("/healthz")
+    registry = client.app[keys.METRICS].registry
+    labels = [s.labels for f in registry.collect() for s in f.samples
+              if s.name == "chorus_http_requests_total"]  # fmt: skip
+    assert {lab["method"] for lab in labels} == {"GET", "OTHER"}
+    assert {lab["route"] for lab in labels} == {"/healthz", "unmatched"}
+    other = {"method": "OTHER", "route": "unmatched", "status": "405"}
+    assert registry.get_sample_value("chorus_http_requests_total", other) == 3
 
 
 async def test_unknown_api_route_is_json_404(client: Client) -> None:

@@ -1,0 +1,143 @@
+"""Every documented HTTP operation: what it takes, answers and may refuse.
+
+The OpenAPI document is built from this table and the app's routes; a test fails when a
+route (other than the UI's) has no entry here or an entry has no route. A new route needs one
+``Operation`` below (and ``make docs`` to refresh docs/openapi.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from server.api import responses as r
+from server.auth.schemas import LoginBody, RegisterBody
+from server.sessions.schemas import (
+    CreateSessionBody,
+    ListMessagesQuery,
+    ListSessionsQuery,
+    PostMessageBody,
+    RenameSessionBody,
+)
+from server.store.models import ChatSession, Run, UsageSummary
+
+# Statuses an authenticated request may get whatever it asks: no or a bad token, a cookie
+# request without X-Requested-With or from a foreign Origin, the per-user API rate limit.
+AUTH_ERRORS = (401, 403, 429)
+# A JSON body: not JSON, too large, not application/json, fails validation.
+BODY_ERRORS = (400, 413, 415, 422)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path, as the document describes it."""
+
+    summary: str
+    tag: str
+    status: int  # the success status
+    response: type[BaseModel] | str | None  # a model, a media type of a text answer, or no body
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()  # answered with the error envelope
+    auth: bool = True
+    description: str = ""
+    also: tuple[int, ...] = ()  # other statuses answered with the success body
+    error_model: type[BaseModel] | None = None  # errors in another envelope than the API's
+    streams: bool = False  # the answer does not end (SSE): not fuzzed on real ids
+
+
+V1 = "/api/v1"
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("POST", f"{V1}/auth/register"): Operation(
+        "Create an account", "auth", 201, r.UserEnvelope, body=RegisterBody,
+        errors=(*BODY_ERRORS, 409), auth=False,
+        description="Password: 8 characters to 72 bytes. 409 `email_taken`.",
+    ),
+    ("POST", f"{V1}/auth/login"): Operation(
+        "Log in: issue a JWT and set the session cookie", "auth", 200, r.LoginAnswer,
+        body=LoginBody, errors=(*BODY_ERRORS, 401, 429), auth=False,
+        description="401 `invalid_credentials`, the same body and timing for an unknown email. "
+        "Rate-limited per email and per client address.",
+    ),
+    ("POST", f"{V1}/auth/logout"): Operation(
+        "Revoke this token, clear the cookie, close its sockets", "auth", 204, None,
+        errors=AUTH_ERRORS,
+    ),
+    ("GET", f"{V1}/auth/me"): Operation("The current user", "auth", 200, r.UserEnvelope,
+                                        errors=AUTH_ERRORS),
+    ("GET", f"{V1}/pipelines"): Operation(
+        "Pipelines with their stages and agents", "pipelines", 200, r.Pipelines,
+        errors=AUTH_ERRORS,
+    ),
+    ("POST", f"{V1}/sessions"): Operation(
+        "Create a session", "sessions", 201, ChatSession, body=CreateSessionBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS),
+        description="422 `invalid_request` names an unknown pipeline.",
+    ),
+    ("GET", f"{V1}/sessions"): Operation(
+        "The caller's sessions, newest first", "sessions", 200, r.SessionPage,
+        query=ListSessionsQuery, errors=(*AUTH_ERRORS, 422),
+        description="The status filter is part of the query: pages are full, `total` exact.",
+    ),
+    ("GET", f"{V1}/sessions/{{session_id}}"): Operation(
+        "A session with its recent messages and its active run", "sessions", 200,
+        r.SessionDetail, errors=(*AUTH_ERRORS, 404),
+    ),
+    ("PATCH", f"{V1}/sessions/{{session_id}}"): Operation(
+        "Rename a session", "sessions", 200, ChatSession, body=RenameSessionBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404),
+    ),
+    ("DELETE", f"{V1}/sessions/{{session_id}}"): Operation(
+        "Delete a session with its messages and runs", "sessions", 204, None,
+        errors=(*AUTH_ERRORS, 404),
+        description="An active run is cancelled.",
+    ),
+    ("GET", f"{V1}/sessions/{{session_id}}/messages"): Operation(
+        "Conversation history, paged backwards", "sessions", 200, r.MessagePage,
+        query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
+        description="`before` is the `created_at` of the oldest message shown; each page "
+        "carries `next_before` while more may exist.",
+    ),
+    ("POST", f"{V1}/sessions/{{session_id}}/messages"): Operation(
+        "Store the user's message and start a run", "runs", 202, r.PostedMessage,
+        body=PostMessageBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="409 `session_busy` while a run is active; 429 past the LLM limits.",
+    ),
+    ("GET", f"{V1}/runs/{{run_id}}"): Operation(
+        "A run with every stage's status, output (checkpoint), model, attempts, usage",
+        "runs", 200, Run, errors=(*AUTH_ERRORS, 404),
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/cancel"): Operation(
+        "Cancel a run (a finished run is answered as it is)", "runs", 202, r.RunEnvelope,
+        errors=(*AUTH_ERRORS, 404),
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/retry"): Operation(
+        "Resume a failed or cancelled run from its first unfinished stage", "runs", 202,
+        r.RunEnvelope, errors=(*AUTH_ERRORS, 404, 409, 422),
+        description="409 `session_busy` unless the run failed or was cancelled (or the "
+        "session has another active run); 422 when every stage is completed.",
+    ),
+    ("GET", f"{V1}/usage"): Operation(
+        "The caller's tokens and cost, totals and per day", "usage", 200, UsageSummary,
+        errors=AUTH_ERRORS,
+    ),
+    ("GET", f"{V1}/ws"): Operation(
+        "The WebSocket (see docs/websocket.md)", "websocket", 101, None, errors=(400, 403),
+        auth=False,
+        description="Upgrade to a WebSocket. Auth: the handshake's bearer token or cookie "
+        "(403 for a cookie from a foreign Origin), else a first `auth` frame.",
+    ),
+    ("GET", f"{V1}/openapi.json"): Operation(
+        "This document", "meta", 200, "application/json", auth=False
+    ),
+    ("GET", "/healthz"): Operation("The process is alive", "operations", 200, r.Health,
+                                   auth=False),
+    ("GET", "/readyz"): Operation(
+        "Redis and the store answer (503 naming the one that does not)", "operations", 200,
+        r.Readiness, also=(503,), auth=False,
+    ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics of this process", "operations", 200, "text/plain", auth=False
+    ),
+}  # fmt: skip
