@@ -93,9 +93,13 @@ class StageExecutor:
 
     async def _superseded(self, run: Run, lease: Lease) -> bool:
         """Whether this execution lost its stage (lease taken, generation moved on)."""
-        if lease.lost.is_set():
-            return True
-        return await self.deps.leases.fenced_out(run.run_id, run.generation)
+        lost = lease.lost.is_set() or await self.deps.leases.fenced_out(run.run_id, run.generation)
+        if lost:
+            log.warning(
+                "stage %d of run %s was taken over (generation %d is outdated): "
+                "stopped without writing", lease.index, run.run_id, run.generation,
+            )  # fmt: skip
+        return lost
 
     def _stop_check(self, run: Run, lease: Lease) -> Callable[[], Awaitable[bool]]:
         """The check the chain polls (about every 50 ms) while the stage streams."""

@@ -4,6 +4,8 @@ back, the stage re-executed once, no duplicate assistant message, no lost output
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime
 
 import aiohttp
 import pytest
@@ -13,18 +15,15 @@ from workers.demo_model import DemoModelServer
 
 pytestmark = pytest.mark.slow
 
-# arq marks a started job "in progress" for job_timeout + 10 s, i.e. STAGE_TIMEOUT_S + 20 s
-# (workers/main.py); only then may another worker take the killed worker's job. A stage
-# here streams ~50 tokens of 20 ms (~1 s), so 3 s is the shortest honest stage deadline.
-STAGE_TIMEOUT_S = 3
-REPICK_AFTER_S = STAGE_TIMEOUT_S + 20
+# A real stage deadline: recovery no longer waits for arq's lock (deadline + 20 s).
+STAGE_TIMEOUT_S = 180
 
 
 async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
     cluster: Cluster, demo: DemoModelServer, http: aiohttp.ClientSession
 ) -> None:
-    demo.configure(token_delay_ms=20.0)
-    env = {"STAGE_TIMEOUT_S": STAGE_TIMEOUT_S, "ATTEMPT_TIMEOUT_S": STAGE_TIMEOUT_S}
+    demo.configure(token_delay_ms=100.0)  # a draft of ~5 s: time to start the survivor
+    env = {"STAGE_TIMEOUT_S": STAGE_TIMEOUT_S}
     web = await cluster.web(http, **env)
     doomed = await cluster.worker("worker-1", **env)
     api = await Api(http, web.url).signup("kill@example.test")
@@ -42,17 +41,24 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
             transcript.add(frame)
             if frame["name"] == "stage.delta" and frame["data"]["stage"] == "draft":
                 break
+    await cluster.worker("worker-2", **env)  # the survivor: started now, so it is idle
     doomed.kill()
+    killed_at = time.time()
     await doomed.proc.wait()
     assert (await api.run(run_id))["stages"][1]["status"] == "running"
 
-    await cluster.worker("worker-2", **env)
-    await follow(sock, transcript, run_id, within_s=REPICK_AFTER_S + 20)
+    await follow(sock, transcript, run_id, within_s=60)  # far below arq's 200 s lock
+    restarted = [e for e in transcript.events if e["name"] == "stage.reset"]
+    if restarted:  # for the log only (same machine clock); bench/bench_recovery.py measures
+        at = datetime.fromisoformat(restarted[0]["ts"].replace("Z", "+00:00")).timestamp()
+        print(f"draft restarted {at - killed_at:.1f} s after the worker was killed")
     await sock.close()
 
     run = await api.run(run_id)
     assert run["status"] == "completed", run
     assert [s["attempts"] for s in run["stages"]] == [1, 2, 1]
+    assert run["recoveries"] == 1 and run["generation"] == 1
+    assert restarted and restarted[0]["data"] == {"stage": "draft"}
     assert all(s["status"] == "completed" and s["output"] for s in run["stages"])
     names = transcript.names()
     assert names.count("run.completed") == 1
