@@ -6,6 +6,8 @@
 
 import { createApi, loadConfig, socketUrl } from "./api.js";
 import { SessionController } from "./session.js";
+import { bindShortcuts, label as shortcutLabel } from "./shortcuts.js";
+import { bindThemeSelect } from "./theme.js";
 import { Socket } from "./ws.js";
 import { byTestId, setText, show } from "./util/dom.js";
 import { describeError, sessionTitle } from "./util/format.js";
@@ -14,10 +16,22 @@ import { Composer } from "./views/composer.js";
 import { ConversationView } from "./views/conversation.js";
 import { confirmDialog, createNewSessionDialog } from "./views/dialogs.js";
 import { Sidebar } from "./views/sidebar.js";
+import { UsageView } from "./views/usage.js";
 
 const $ = (testid) => byTestId(document, testid);
 const SESSION_ROUTE = /^#\/s\/([A-Za-z0-9_-]{1,64})$/;
 const NARROW = window.matchMedia("(max-width: 720px)");
+const DEMO_DISMISSED = "chorus.demoBannerDismissed";
+const EXPIRED = "Your sign-in has expired. Please sign in again.";
+const SIGNED_OUT_ELSEWHERE = "You signed out in another tab.";
+
+function remembered(key) {
+  try {
+    return localStorage.getItem(key) === "1";
+  } catch {
+    return false;
+  }
+}
 
 /** Pipelines from GET /pipelines, whatever the exact envelope: [{name, description, stages}]. */
 function pipelineList(body) {
@@ -35,8 +49,12 @@ class App {
     this.session = null; // the open SessionController
     this.frame = null;
     this.lastAuthCheck = 0;
-    this.api = createApi(config.apiBase, {
-      onUnauthorized: () => this.signOut("Your sign-in has expired. Please sign in again."),
+    this.errorKey = null; // what the error banner is about (it clears when that is fixed)
+    this.api = createApi(config.apiBase, { onUnauthorized: () => this.signOut(EXPIRED) });
+    // Tabs tell each other about a sign-out, so the others give the true reason.
+    this.channel = "BroadcastChannel" in window ? new BroadcastChannel("chorus-auth") : null;
+    this.channel?.addEventListener("message", (e) => {
+      if (e.data?.type === "signed-out") this.signOut(SIGNED_OUT_ELSEWHERE);
     });
     this.socket = new Socket(socketUrl(config.apiBase), {
       onState: (s) => this.showConnection(s),
@@ -53,13 +71,17 @@ class App {
       onRenamed: (session) => this.session?.renamed(session),
       confirm: (message) => confirmDialog($("confirm-dialog"), message),
       onError: (message) => this.showError(message),
+      onListed: () => this.updateEmptyState(),
     });
+    this.usage = new UsageView($("usage-view"), { api: this.api });
     this.conversation = new ConversationView(document.querySelector("main.conversation"), {
       onCancel: (run) => this.session?.cancel(run),
       onRetry: (run) => this.session?.retry(run),
       onLoadRun: (runId) => this.session?.loadRun(runId),
       onLoadOlder: () => this.session?.loadOlder(),
       skewMs: () => this.api.clockSkewMs,
+      announce: (text) => this.announce(text),
+      onSuggest: (text) => this.composer.fill(text),
     });
     this.composer = new Composer($("composer"), {
       onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),
@@ -72,7 +94,25 @@ class App {
   }
 
   bindChrome() {
-    show($("demo-banner"), this.config.demoModel);
+    show($("demo-banner"), this.config.demoModel && !remembered(DEMO_DISMISSED));
+    $("demo-dismiss").addEventListener("click", () => {
+      show($("demo-banner"), false);
+      try {
+        localStorage.setItem(DEMO_DISMISSED, "1");
+      } catch {
+        // private mode: dismissed for this page only
+      }
+    });
+    bindThemeSelect($("theme-select"));
+    const search = $("session-search");
+    let searchTimer = null;
+    search.addEventListener("input", () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => this.sidebar.search(search.value), 250);
+    });
+    $("shortcuts-button").addEventListener("click", () => this.showShortcuts());
+    for (const kbd of document.querySelectorAll("kbd[data-shortcut]")) kbd.textContent = shortcutLabel(kbd.dataset.shortcut);
+    this.bindShortcuts();
     $("logout").addEventListener("click", () => this.logout());
     $("new-session").addEventListener("click", () => this.startSession());
     $("new-session-empty").addEventListener("click", () => this.startSession());
@@ -83,7 +123,10 @@ class App {
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && document.body.classList.contains("sidebar-open")) this.toggleSidebar(false);
     });
-    NARROW.addEventListener("change", () => this.toggleSidebar(false));
+    NARROW.addEventListener("change", () => {
+      this.toggleSidebar(false);
+      this.updateEmptyState();
+    });
     window.addEventListener("hashchange", () => this.route());
     window.addEventListener("online", () => this.socket.reconnectNow());
     document.addEventListener("visibilitychange", () => {
@@ -132,6 +175,7 @@ class App {
   }
 
   async logout() {
+    this.channel?.postMessage({ type: "signed-out" }); // before the server closes their sockets
     try {
       await this.api.logout();
     } catch {
@@ -148,7 +192,7 @@ class App {
     try {
       await this.api.me();
     } catch (err) {
-      if (err.status === 401) this.signOut("Your sign-in has expired. Please sign in again.");
+      if (err.status === 401) this.signOut(EXPIRED);
     }
   }
 
@@ -167,13 +211,66 @@ class App {
   route() {
     if (!this.user) return;
     const match = SESSION_ROUTE.exec(window.location.hash);
+    const usage = window.location.hash === "#/usage";
+    if (!usage) this.usage.close();
     if (match) this.openSession(match[1]);
     else {
       this.closeSession();
       this.conversation.clear();
       this.sidebar.setActive(null);
-      document.title = "Chorus";
+      document.title = usage ? "Usage · Chorus" : "Chorus";
+      this.updateEmptyState();
+      if (usage) {
+        show($("no-session"), false);
+        this.toggleSidebar(false);
+        this.usage.open();
+      }
     }
+  }
+
+  /** The empty state says what helps: first run, phone, or a list to choose from. */
+  updateEmptyState() {
+    const firstRun = this.sidebar.loaded && this.sidebar.total === 0 && !this.sidebar.query;
+    setText($("no-session-title"), firstRun ? "Welcome to Chorus" : "Start a conversation");
+    let text = NARROW.matches ? "Open your sessions with the ☰ button, or start a new one." : "Choose a session on the left, or start a new one.";
+    if (firstRun) text = "You have no sessions yet. Start one and ask your first question.";
+    setText($("no-session-text"), text);
+    show($("first-run-hint"), firstRun);
+  }
+
+  announce(text) {
+    const region = $("announcer");
+    // Cleared first, so the same sentence twice is still announced twice.
+    region.textContent = "";
+    setTimeout(() => {
+      region.textContent = text;
+    }, 50);
+  }
+
+  showShortcuts() {
+    const dialog = $("shortcuts-dialog");
+    if (!dialog.open) dialog.showModal();
+    $("shortcuts-close").focus();
+  }
+
+  bindShortcuts() {
+    const signedIn = () => Boolean(this.user) && !document.querySelector("dialog[open]");
+    bindShortcuts([
+      { combo: "Mod+Shift+O", run: () => signedIn() && (this.startSession(), true) },
+      { combo: "Mod+K", run: () => signedIn() && this.focusSearch() },
+      { combo: "Mod+/", run: () => Boolean(this.user) && (this.showShortcuts(), true) },
+      {
+        combo: "Shift+Escape",
+        run: () => signedIn() && Boolean(this.session) && (this.composer.focus(), true),
+      },
+    ]);
+  }
+
+  focusSearch() {
+    this.toggleSidebar(true);
+    $("session-search").focus();
+    $("session-search").select();
+    return true;
   }
 
   openSession(id) {
@@ -189,7 +286,8 @@ class App {
       hooks: {
         onChange: (controller) => controller === this.session && this.scheduleRender(),
         onGone: (gone) => this.sessionGone(gone),
-        onError: (message, retry) => this.showError(message, retry),
+        onError: (message, retry, key) => this.showError(message, retry, key),
+        onLoaded: () => this.clearError("session-load"),
         onTitle: (session) => this.sidebar.update(session),
       },
     });
@@ -205,7 +303,7 @@ class App {
   sessionGone(id) {
     if (this.session?.sessionId !== id) return;
     this.sidebar.remove(id);
-    this.showError("That session does not exist any more.");
+    this.showError("That session does not exist any more.", null, "session-gone");
     this.navigate(null);
   }
 
@@ -254,6 +352,7 @@ class App {
     countdown();
     if (state === "offline" && retryInMs) this.countdown = setInterval(countdown, 1000);
     show($("reconnect"), state === "offline" && Boolean(this.user));
+    if (state === "online") this.clearError("offline");
     if (state === "online" && this.user) {
       // Statuses may have moved while we were away: refresh the list after a reconnect.
       if (this.connectedBefore) this.sidebar.refresh();
@@ -261,7 +360,9 @@ class App {
     }
   }
 
-  showError(message, retry = null) {
+  /** Show the error banner; key names its cause, so clearError(key) can take it down. */
+  showError(message, retry = null, key = "general") {
+    this.errorKey = key;
     setText($("global-error-text"), message);
     const retryButton = $("global-error-retry");
     show(retryButton, Boolean(retry));
@@ -275,7 +376,13 @@ class App {
   }
 
   hideError() {
+    this.errorKey = null;
     show($("global-error"), false);
+  }
+
+  /** Take the banner down if it is about this cause. */
+  clearError(key) {
+    if (this.errorKey === key) this.hideError();
   }
 
   toggleSidebar(open = !document.body.classList.contains("sidebar-open")) {

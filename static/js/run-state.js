@@ -31,7 +31,10 @@ function normStage(raw, index) {
     error: str(s.error),
     started_at: str(s.started_at),
     finished_at: str(s.finished_at),
-    partial: "",
+    // Text streamed so far (running), or kept from a stage that stopped (cancelled/failed).
+    // The server's copy (`partial`) is used for stopped stages only: a running stage's
+    // text is rebuilt from the events, which a snapshot's copy would overlap.
+    partial: s.status === "cancelled" || s.status === "failed" ? str(s.partial) ?? "" : "",
     gap: false, // the partial text misses a beginning we could not replay
     retries: [],
     nextModel: null,
@@ -67,7 +70,8 @@ function mergeStage(known, incoming) {
   }
   known.attempts = Math.max(known.attempts, incoming.attempts);
   if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
-  if (advanced && incoming.status !== "running") known.partial = "";
+  if (incoming.partial) known.partial = incoming.partial; // the server kept a stopped stage's text
+  else if (advanced && incoming.status === "completed") known.partial = "";
 }
 
 export function mergeRun(known, incoming) {
@@ -100,15 +104,34 @@ export function applyRunEvent(run, name, data, ts) {
         // The stage's own error arrives with the REST run; the event only has the run's.
         if (stage.status === "running") Object.assign(stage, { status: "failed", finished_at: ts });
       }
+      keepServerPartials(run, data.run);
       return setRunStatus(run, "failed");
     case "run.cancelled":
+      // A running stage keeps the text it had streamed: shown as stopped, not thrown away.
       for (const stage of run.stages) {
         if (rank(stage.status) < 2) Object.assign(stage, { status: "cancelled", finished_at: ts });
       }
+      keepServerPartials(run, data.run);
       return setRunStatus(run, "cancelled");
     default:
       return applyStageEvent(run, name, data, ts);
   }
+}
+
+/** Take the stopped stages' partial text from a run document an event carries, if any. */
+function keepServerPartials(run, doc) {
+  if (!doc || !Array.isArray(doc.stages)) return;
+  doc.stages.forEach((raw, i) => {
+    const stage = run.stages[i];
+    if (stage && raw?.name === stage.name && typeof raw.partial === "string" && raw.partial) {
+      if (stage.status === "cancelled" || stage.status === "failed") stage.partial = raw.partial;
+    }
+  });
+}
+
+/** The stopped stages whose partial text is kept (cancelled or failed mid-stream). */
+export function stoppedStages(run) {
+  return run.stages.filter((s) => (s.status === "cancelled" || s.status === "failed") && s.partial);
 }
 
 function setRunStatus(run, status) {

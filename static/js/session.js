@@ -28,7 +28,8 @@ function userError(err) {
 export class SessionController {
   /**
    * hooks: onChange(model) after any change; onGone(id) when the session does not exist;
-   * onError(message, retry?) for failures outside the composer; onTitle(session).
+   * onError(message, retry?, key?) for failures outside the composer (key "session-load"
+   * for a snapshot that could not load); onLoaded() once a snapshot is in; onTitle(session).
    */
   constructor(sessionId, { api, socket, hooks }) {
     this.sessionId = sessionId;
@@ -64,6 +65,7 @@ export class SessionController {
         this.loadAgain = false;
         await this.loadSnapshot();
       } while (this.loadAgain && !this.closed);
+      if (!this.closed) this.hooks.onLoaded?.();
     })()
       .catch((err) => this.onLoadError(err))
       .finally(() => {
@@ -97,7 +99,9 @@ export class SessionController {
   onLoadError(err) {
     if (this.closed) return;
     if (err?.status === 404) this.hooks.onGone(this.sessionId);
-    else if (err?.status !== 401) this.hooks.onError(`Could not load the session: ${describeError(err)}`, () => this.reload());
+    else if (err?.status !== 401) {
+      this.hooks.onError(`Could not load the session: ${describeError(err)}`, () => this.reload(), "session-load");
+    }
   }
 
   /** Load one run over REST (deduplicated) and merge it. */

@@ -1,4 +1,6 @@
 // The message box: Enter sends, Shift+Enter breaks the line, a counter against the limit.
+// Never locked: while a run is active the box stays editable; a send the server refuses
+// (409 session_busy) keeps the draft and says why.
 
 import { byTestId, setText, show } from "../util/dom.js";
 
@@ -48,6 +50,7 @@ export class Composer {
       await this.onSend(text);
       if (this.input.value === text) this.input.value = "";
     } catch (err) {
+      this.errorCode = err?.cause?.code ?? err?.code ?? null;
       this.setError(err?.userMessage || err?.message || String(err));
     } finally {
       this.sending = false;
@@ -58,20 +61,20 @@ export class Composer {
   canSend() {
     const text = this.input.value;
     const count = charCount(text);
-    return !this.busy && !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
+    return !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
   }
 
-  /** Block sending while a run is active (the server would answer 409 session_busy). */
+  /** Note whether a run is active (the hint says so; sending is still allowed to try). */
   setBusy(busy) {
     if (this.busy === busy) return;
     this.busy = busy;
-    // Disabling the box drops its focus; give it back when the answer is in.
-    const refocus = !busy && (document.activeElement === document.body || !document.activeElement);
+    // The "still answering" note has lost its cause: the draft can go now.
+    if (!busy && this.errorCode === "session_busy") this.setError("");
     this.refresh();
-    if (refocus) this.input.focus();
   }
 
   setError(message) {
+    if (!message) this.errorCode = null;
     setText(this.error, message);
     show(this.error, Boolean(message));
   }
@@ -82,14 +85,13 @@ export class Composer {
     setText(this.counter, `${count} / ${MAX_CHARS}`);
     this.counter.classList.toggle("over", over);
     this.input.setAttribute("aria-invalid", String(over));
-    this.input.disabled = this.busy;
     this.button.disabled = !this.canSend();
     let hint = "";
-    if (this.busy) hint = "Waiting for the answer…";
-    else if (this.sending) hint = "Sending…";
+    if (this.sending) hint = "Sending…";
+    else if (this.busy) hint = "Answering… you can write your next message meanwhile.";
     else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
     setText(this.hint, hint);
-    this.form.dataset.state = this.busy ? "busy" : this.sending ? "sending" : "ready";
+    this.form.dataset.state = this.sending ? "sending" : this.busy ? "busy" : "ready";
   }
 
   /** Reset for another session. */
@@ -101,6 +103,13 @@ export class Composer {
   }
 
   focus() {
-    if (!this.input.disabled) this.input.focus();
+    this.input.focus();
+  }
+
+  /** Put a text in the box (a suggested prompt) and focus it. */
+  fill(text) {
+    this.input.value = text;
+    this.refresh();
+    this.input.focus();
   }
 }
