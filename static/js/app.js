@@ -238,12 +238,16 @@ class App {
     show($("first-run-hint"), firstRun);
   }
 
+  /** Say something to screen readers once; what is said in the same moment goes together. */
   announce(text) {
+    this.toAnnounce = [...(this.toAnnounce ?? []), text];
+    if (this.announceTimer) return;
     const region = $("announcer");
-    // Cleared first, so the same sentence twice is still announced twice.
-    region.textContent = "";
-    setTimeout(() => {
-      region.textContent = text;
+    region.textContent = ""; // cleared first, so the same sentence twice is heard twice
+    this.announceTimer = setTimeout(() => {
+      region.textContent = this.toAnnounce.join(" ");
+      this.toAnnounce = [];
+      this.announceTimer = null;
     }, 50);
   }
 

@@ -140,9 +140,20 @@ function setRunStatus(run, status) {
   return true;
 }
 
+/** A replay rebuilds the text of a stage that stopped (when the run came without it). */
+function replayStopped(stage, name, data) {
+  if (name === "stage.started" || name === "stage.reset") stage.partial = "";
+  else if (name === "stage.delta" && typeof data.text === "string") stage.partial += data.text;
+  else return false;
+  return true;
+}
+
 function applyStageEvent(run, name, data, ts) {
   const stage = findStage(run, data);
   if (!stage) return false;
+  if (stage.status === "cancelled" || stage.status === "failed") {
+    if (replayStopped(stage, name, data)) return true;
+  }
   switch (name) {
     case "stage.started":
       if (rank(stage.status) > 1) return false;

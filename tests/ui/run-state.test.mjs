@@ -90,3 +90,14 @@ test("the session model: busy while a run is active, timeline puts the run after
   assert.equal(model.apply({ name: "stage.delta", run_id: "r1", data: { stage: "plan", text: "x" } }).changed, true);
   assert.equal(model.runs.get("r1").generation, 1);
 });
+
+test("replayed events rebuild a stopped stage's text when the run came without it", () => {
+  const run = normRun(runDoc({ status: "cancelled", stages: stages("cancelled", "cancelled", "cancelled") }));
+  applyRunEvent(run, "stage.started", { stage: "plan" }, `${T}1`);
+  applyRunEvent(run, "stage.delta", { stage: "plan", text: "first try" }, `${T}1`);
+  applyRunEvent(run, "stage.reset", { stage: "plan" }, `${T}2`);
+  applyRunEvent(run, "stage.delta", { stage: "plan", text: "**Plan**" }, `${T}2`);
+  applyRunEvent(run, "run.cancelled", {}, `${T}3`);
+  assert.equal(run.stages[0].status, "cancelled");
+  assert.equal(run.stages[0].partial, "**Plan**");
+});

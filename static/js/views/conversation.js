@@ -192,7 +192,7 @@ export class ConversationView {
         this.views.set(item.key, view);
         if (item.kind === "assistant" && this.shown) this.actions.announce("The answer is ready.");
       }
-      if (item.kind === "run") view.update(item.run, { latest: item.run === latest });
+      if (item.kind === "run") view.update(item.run, { latest: item.run === latest, live: this.shown });
       else view.update(item);
       if (view.el !== cursor) this.timeline.insertBefore(view.el, cursor);
       else cursor = cursor.nextElementSibling;

@@ -157,7 +157,8 @@ export class RunView {
       this.stepper, this.stream, this.stopped, this.error, this.details, this.outputs.el);
   }
 
-  update(run, { latest = true } = {}) {
+  /** latest: the session's latest run; live: it appeared while the session was open. */
+  update(run, { latest = true, live = false } = {}) {
     this.run = run;
     this.el.dataset.status = run.status;
     setText(this.badge, STATUS_LABEL[run.status] ?? run.status);
@@ -169,7 +170,7 @@ export class RunView {
     this.updateStopped(run);
     this.updateError(run);
     this.outputs.update(run.stages);
-    this.announce(run);
+    this.announce(run, live);
   }
 
   updateError(run) {
@@ -204,17 +205,18 @@ export class RunView {
     show(this.stopped, stages.length > 0);
   }
 
-  announce(run) {
+  announce(run, live) {
     const now = new Map(run.stages.map((s) => [s.name, s.status]));
-    const before = this.heard;
+    // A run already there when the session opened is not news; one that appears live is.
+    const before = this.heard ?? (live ? new Map() : null);
     this.heard = now;
+    now.runStatus = run.status;
     if (!before || !this.actions.announce) return;
     for (const [name, status] of now) {
       if (before.get(name) !== status && ANNOUNCE[status]) this.actions.announce(ANNOUNCE[status](name));
     }
     if (before.runStatus !== run.status && run.status === "cancelled") this.actions.announce("The run was cancelled.");
     if (before.runStatus !== run.status && run.status === "failed") this.actions.announce(runFailedSentence(run));
-    now.runStatus = run.status;
   }
 
   updateButtons(run, latest) {
