@@ -95,12 +95,14 @@ export function setHtml(el, html) {
 }
 
 /**
- * A live view of a markdown text that grows: final blocks are inserted once, only the
- * tail is rebuilt. `el.source` holds the text shown (for tests and debugging).
+ * A view of a markdown text that grows: final blocks are inserted once, only the tail is
+ * rebuilt. live: the text is still streaming (its last code block gets no copy button
+ * yet). `el.source` holds the text shown (for tests and debugging).
  */
 export class MarkdownView {
-  constructor(el) {
+  constructor(el, { live = false } = {}) {
     this.el = el;
+    this.live = live;
     this.reset();
   }
 
@@ -129,7 +131,7 @@ export class MarkdownView {
         this.el.append(fragment);
       }
       const fragment = sanitize(tail);
-      enhance(fragment, { live: true });
+      enhance(fragment, { live: this.live });
       this.tailNodes = [...fragment.childNodes];
       this.el.append(fragment);
       this.tailHtml = tail;

@@ -141,7 +141,7 @@ export class RunView {
     this.stepper = h("ol", { class: "stepper", testid: "stepper", "aria-label": "Pipeline stages" });
     this.streamLabel = h("div", { class: "stream-label muted", testid: "stream-stage" });
     this.streamText = h("div", { class: "stream-text markdown", testid: "stream-text" });
-    this.streamView = new MarkdownView(this.streamText);
+    this.streamView = new MarkdownView(this.streamText, { live: true });
     // Not a live region: it changes many times a second. Stage changes are announced once.
     this.stream = h("div", { class: "stream", testid: "stream" }, this.streamLabel, this.streamText);
     this.stopped = h("div", { class: "stopped-list" });
