@@ -5,8 +5,9 @@
 // session.js (one open session), views/* (DOM), util/* (helpers).
 
 import { createApi, loadConfig, socketUrl } from "./api.js";
+import { ConnectionStatus, ErrorBanner, bindDemoBanner, createAnnouncer, updateEmptyState } from "./chrome.js";
 import { SessionController } from "./session.js";
-import { bindShortcuts, label as shortcutLabel } from "./shortcuts.js";
+import { bindAppShortcuts } from "./shortcuts.js";
 import { bindThemeSelect } from "./theme.js";
 import { Socket } from "./ws.js";
 import { byTestId, setText, show } from "./util/dom.js";
@@ -14,33 +15,15 @@ import { describeError, sessionTitle } from "./util/format.js";
 import { createAuthView } from "./views/auth.js";
 import { Composer } from "./views/composer.js";
 import { ConversationView } from "./views/conversation.js";
-import { confirmDialog, createNewSessionDialog } from "./views/dialogs.js";
+import { confirmDialog, createNewSessionDialog, pipelineList } from "./views/dialogs.js";
 import { Sidebar } from "./views/sidebar.js";
 import { UsageView } from "./views/usage.js";
 
 const $ = (testid) => byTestId(document, testid);
 const SESSION_ROUTE = /^#\/s\/([A-Za-z0-9_-]{1,64})$/;
 const NARROW = window.matchMedia("(max-width: 720px)");
-const DEMO_DISMISSED = "chorus.demoBannerDismissed";
 const EXPIRED = "Your sign-in has expired. Please sign in again.";
 const SIGNED_OUT_ELSEWHERE = "You signed out in another tab.";
-
-function remembered(key) {
-  try {
-    return localStorage.getItem(key) === "1";
-  } catch {
-    return false;
-  }
-}
-
-/** Pipelines from GET /pipelines, whatever the exact envelope: [{name, description, stages}]. */
-function pipelineList(body) {
-  let list = body && typeof body === "object" && "pipelines" in body ? body.pipelines : body;
-  if (list && !Array.isArray(list) && typeof list === "object") {
-    list = Object.entries(list).map(([name, value]) => ({ name, ...value }));
-  }
-  return (Array.isArray(list) ? list : []).filter((p) => p && typeof p.name === "string");
-}
 
 class App {
   constructor(config) {
@@ -49,7 +32,9 @@ class App {
     this.session = null; // the open SessionController
     this.frame = null;
     this.lastAuthCheck = 0;
-    this.errorKey = null; // what the error banner is about (it clears when that is fixed)
+    this.banner = new ErrorBanner($("global-error"));
+    this.announce = createAnnouncer($("announcer"));
+    this.connection = new ConnectionStatus($("conn-status"));
     this.api = createApi(config.apiBase, { onUnauthorized: () => this.signOut(EXPIRED) });
     // Tabs tell each other about a sign-out, so the others give the true reason.
     this.channel = "BroadcastChannel" in window ? new BroadcastChannel("chorus-auth") : null;
@@ -94,15 +79,7 @@ class App {
   }
 
   bindChrome() {
-    show($("demo-banner"), this.config.demoModel && !remembered(DEMO_DISMISSED));
-    $("demo-dismiss").addEventListener("click", () => {
-      show($("demo-banner"), false);
-      try {
-        localStorage.setItem(DEMO_DISMISSED, "1");
-      } catch {
-        // private mode: dismissed for this page only
-      }
-    });
+    bindDemoBanner($("demo-banner"), this.config.demoModel);
     bindThemeSelect($("theme-select"));
     const search = $("session-search");
     let searchTimer = null;
@@ -110,13 +87,21 @@ class App {
       clearTimeout(searchTimer);
       searchTimer = setTimeout(() => this.sidebar.search(search.value), 250);
     });
-    $("shortcuts-button").addEventListener("click", () => this.showShortcuts());
-    for (const kbd of document.querySelectorAll("kbd[data-shortcut]")) kbd.textContent = shortcutLabel(kbd.dataset.shortcut);
-    this.bindShortcuts();
+    bindAppShortcuts({
+      dialog: $("shortcuts-dialog"),
+      button: $("shortcuts-button"),
+      ready: () => Boolean(this.user),
+      newSession: () => this.startSession(),
+      search: () => {
+        this.toggleSidebar(true);
+        $("session-search").focus();
+        $("session-search").select();
+      },
+      composer: () => Boolean(this.session) && (this.composer.focus(), true),
+    });
     $("logout").addEventListener("click", () => this.logout());
     $("new-session").addEventListener("click", () => this.startSession());
     $("new-session-empty").addEventListener("click", () => this.startSession());
-    $("global-error-dismiss").addEventListener("click", () => this.hideError());
     $("reconnect").addEventListener("click", () => this.socket.reconnectNow());
     $("sidebar-toggle").addEventListener("click", () => this.toggleSidebar());
     $("sidebar-backdrop").addEventListener("click", () => this.toggleSidebar(false));
@@ -213,6 +198,8 @@ class App {
     const match = SESSION_ROUTE.exec(window.location.hash);
     const usage = window.location.hash === "#/usage";
     if (!usage) this.usage.close();
+    if (usage) $("usage-link").setAttribute("aria-current", "page");
+    else $("usage-link").removeAttribute("aria-current");
     if (match) this.openSession(match[1]);
     else {
       this.closeSession();
@@ -228,53 +215,9 @@ class App {
     }
   }
 
-  /** The empty state says what helps: first run, phone, or a list to choose from. */
   updateEmptyState() {
     const firstRun = this.sidebar.loaded && this.sidebar.total === 0 && !this.sidebar.query;
-    setText($("no-session-title"), firstRun ? "Welcome to Chorus" : "Start a conversation");
-    let text = NARROW.matches ? "Open your sessions with the ☰ button, or start a new one." : "Choose a session on the left, or start a new one.";
-    if (firstRun) text = "You have no sessions yet. Start one and ask your first question.";
-    setText($("no-session-text"), text);
-    show($("first-run-hint"), firstRun);
-  }
-
-  /** Say something to screen readers once; what is said in the same moment goes together. */
-  announce(text) {
-    this.toAnnounce = [...(this.toAnnounce ?? []), text];
-    if (this.announceTimer) return;
-    const region = $("announcer");
-    region.textContent = ""; // cleared first, so the same sentence twice is heard twice
-    this.announceTimer = setTimeout(() => {
-      region.textContent = this.toAnnounce.join(" ");
-      this.toAnnounce = [];
-      this.announceTimer = null;
-    }, 50);
-  }
-
-  showShortcuts() {
-    const dialog = $("shortcuts-dialog");
-    if (!dialog.open) dialog.showModal();
-    $("shortcuts-close").focus();
-  }
-
-  bindShortcuts() {
-    const signedIn = () => Boolean(this.user) && !document.querySelector("dialog[open]");
-    bindShortcuts([
-      { combo: "Mod+Shift+O", run: () => signedIn() && (this.startSession(), true) },
-      { combo: "Mod+K", run: () => signedIn() && this.focusSearch() },
-      { combo: "Mod+/", run: () => Boolean(this.user) && (this.showShortcuts(), true) },
-      {
-        combo: "Shift+Escape",
-        run: () => signedIn() && Boolean(this.session) && (this.composer.focus(), true),
-      },
-    ]);
-  }
-
-  focusSearch() {
-    this.toggleSidebar(true);
-    $("session-search").focus();
-    $("session-search").select();
-    return true;
+    updateEmptyState($("no-session"), { firstRun, narrow: NARROW.matches });
   }
 
   openSession(id) {
@@ -343,18 +286,7 @@ class App {
   }
 
   showConnection({ state, retryInMs }) {
-    const el = $("conn-status");
-    el.dataset.state = state;
-    setText($("conn-status-text"), { online: "Online", connecting: "Connecting…" }[state] ?? "Offline");
-    // The countdown ticks every second, outside the status region (no screen-reader chatter).
-    clearInterval(this.countdown);
-    const retryAt = Date.now() + (retryInMs ?? 0);
-    const countdown = () => {
-      const left = Math.ceil((retryAt - Date.now()) / 1000);
-      setText($("conn-retry"), state === "offline" && left > 0 ? `· retrying in ${left} s` : "");
-    };
-    countdown();
-    if (state === "offline" && retryInMs) this.countdown = setInterval(countdown, 1000);
+    this.connection.show(state, retryInMs);
     show($("reconnect"), state === "offline" && Boolean(this.user));
     if (state === "online") this.clearError("offline");
     if (state === "online" && this.user) {
@@ -366,27 +298,15 @@ class App {
 
   /** Show the error banner; key names its cause, so clearError(key) can take it down. */
   showError(message, retry = null, key = "general") {
-    this.errorKey = key;
-    setText($("global-error-text"), message);
-    const retryButton = $("global-error-retry");
-    show(retryButton, Boolean(retry));
-    retryButton.onclick = retry
-      ? () => {
-          this.hideError();
-          retry();
-        }
-      : null;
-    show($("global-error"), true);
+    this.banner.show(message, retry, key);
   }
 
   hideError() {
-    this.errorKey = null;
-    show($("global-error"), false);
+    this.banner.hide();
   }
 
-  /** Take the banner down if it is about this cause. */
   clearError(key) {
-    if (this.errorKey === key) this.hideError();
+    this.banner.clear(key);
   }
 
   toggleSidebar(open = !document.body.classList.contains("sidebar-open")) {

@@ -32,3 +32,24 @@ export function bindShortcuts(bindings) {
     }
   });
 }
+
+/**
+ * The app's shortcuts and their help dialog. actions: ready() (signed in), newSession(),
+ * search(), composer() (false when there is no message box).
+ */
+export function bindAppShortcuts({ dialog, button, ready, newSession, search, composer }) {
+  const showHelp = () => {
+    if (!dialog.open) dialog.showModal();
+    dialog.querySelector("button[type=submit]").focus();
+  };
+  button.addEventListener("click", showHelp);
+  for (const kbd of document.querySelectorAll("kbd[data-shortcut]")) kbd.textContent = label(kbd.dataset.shortcut);
+  // Not while a dialog is open (its own keys win), nor before sign-in.
+  const free = () => ready() && !document.querySelector("dialog[open]");
+  bindShortcuts([
+    { combo: "Mod+Shift+O", run: () => free() && (newSession(), true) },
+    { combo: "Mod+K", run: () => free() && (search(), true) },
+    { combo: "Mod+/", run: () => ready() && (showHelp(), true) },
+    { combo: "Shift+Escape", run: () => free() && composer() },
+  ]);
+}

@@ -79,7 +79,7 @@ def shoot(page: Page, variant: Variant, screen: str) -> None:
 def test_screenshots_of_the_main_screens(
     new_context: ContextFactory, api: Api, make_user: UserFactory
 ) -> None:
-    """Sign-in, a conversation with a completed run, a live run, the phone's session list."""
+    """Sign-in, a conversation, a live run, a cancelled run, usage, the phone's session list."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     user = make_user("casey")
     rest = api.as_user(user)
@@ -126,6 +126,25 @@ def test_screenshots_of_the_main_screens(
         check_layout(page)
         shoot(page, variant, "live-run")
     rest.post(f"/api/v1/runs/{second['run']['run_id']}/cancel", expect=202)
+
+    # Cancelled: the stopped stage's text stays, marked; the composer holds a draft.
+    for variant, page in pages.items():
+        card = tid(page, "run")
+        expect(card).to_have_attribute("data-status", "cancelled")
+        expect(tid(card, "stopped-output")).to_be_visible()
+        tid(page, "composer-input").fill("Thanks! One more question about flour…")
+        check_layout(page)
+        shoot(page, variant, "cancelled")
+
+    # The usage page.
+    for variant, page in pages.items():
+        page.goto("/#/usage")
+        expect(tid(page, "usage-row").first).to_be_visible()
+        check_layout(page, app=False)  # no composer here
+        expect(tid(page, "logout")).to_be_in_viewport()
+        shoot(page, variant, "usage")
+        page.goto(f"/#/s/{session_id}")
+        expect(tid(page, "run")).to_have_attribute("data-status", "cancelled")
 
     # Phones: the session list slides in over the conversation.
     for variant, page in pages.items():

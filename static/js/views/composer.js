@@ -88,7 +88,7 @@ export class Composer {
     this.button.disabled = !this.canSend();
     let hint = "";
     if (this.sending) hint = "Sending…";
-    else if (this.busy) hint = "Answering… you can write your next message meanwhile.";
+    else if (this.busy) hint = "Answering… you can write meanwhile.";
     else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
     setText(this.hint, hint);
     this.form.dataset.state = this.sending ? "sending" : this.busy ? "busy" : "ready";
