@@ -159,3 +159,24 @@ def test_screenshots_of_the_main_screens(
             "() => getComputedStyle(document.querySelector('.sidebar')).transform === 'none'"
         )
         shoot(page, variant, "sessions")
+
+
+def test_screenshots_of_a_first_run(new_context: ContextFactory, make_user: UserFactory) -> None:
+    """A new user's welcome, then a new session's suggested prompts."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for variant in VARIANTS:
+        user = make_user(f"newbie-{variant.device}-{variant.scheme}")  # no sessions yet
+        page = new_context(**variant.options).new_page()
+        page.goto("/")
+        ui_login(page, user)
+        expect(tid(page, "first-run-hint")).to_be_visible()
+        expect(tid(page, "no-session-title")).to_have_text("Welcome to Chorus")
+        check_layout(page, app=False)
+        shoot(page, variant, "welcome")
+        tid(page, "new-session-empty").click()
+        tid(page, "new-session-create").click()
+        expect(tid(page, "suggestions")).to_be_visible()
+        tid(page, "suggestion").first.click()
+        expect(tid(page, "composer-input")).not_to_have_value("")
+        check_layout(page)
+        shoot(page, variant, "new-session")
