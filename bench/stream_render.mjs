@@ -7,29 +7,11 @@
 // Prints JSON: the times, characters parsed, and the ratio baseline / chorus.
 
 import { renderMarkdown, StreamingMarkdown, createParser } from "../static/js/markdown/stream.js";
+import { answer, prefixes as deltas } from "./stream_answer.mjs";
 
 const CHARS = Number(process.env.CHARS || 20_000);
 const DELTA = Number(process.env.DELTA || 40);
 const ROUNDS = Number(process.env.ROUNDS || 5);
-
-function answer(chars) {
-  const parts = [];
-  let n = 0;
-  for (let i = 0; parts.join("").length < chars; i++) {
-    n++;
-    parts.push(
-      `## Part ${n}: notes on step ${i}\n\n`,
-      `Some **bold** words, some *emphasis*, \`inline code\` and a [link](https://example.com/${i}). `,
-      "A longer sentence follows so that paragraphs wrap over several lines in the view.\n\n",
-      `1. First point of part ${n}\n2. Second point, with **weight**\n3. Third point\n\n`,
-      `- a bullet\n- another bullet with \`code\`\n  continued on a second line\n\n`,
-      `| item | qty | price |\n|:-----|:---:|------:|\n| tea | ${i} | 3.50 |\n| bread | 2 | 4.20 |\n\n`,
-      `\`\`\`python\ndef step_${i}(x):\n    return x * ${i}  # comment\n\`\`\`\n\n`,
-      "> A quote to finish the part.\n\n",
-    );
-  }
-  return parts.join("").slice(0, chars);
-}
 
 function time(fn) {
   const start = process.hrtime.bigint();
@@ -38,8 +20,7 @@ function time(fn) {
 }
 
 const text = answer(CHARS);
-const prefixes = [];
-for (let end = DELTA; end < text.length + DELTA; end += DELTA) prefixes.push(text.slice(0, end));
+const prefixes = deltas(text, DELTA);
 const md = createParser();
 
 // Warm-up (JIT), then alternate the two so drift on a shared machine hits both alike.
