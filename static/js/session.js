@@ -17,6 +17,9 @@ function autoTitle(text) {
   return `${[...line].slice(0, AUTO_TITLE_CHARS - 1).join("").trimEnd()}…`;
 }
 
+/** What a failure's banner is about: "offline" ones go when the connection is back. */
+const causeOf = (err) => (err?.code === "unreachable" ? "offline" : "general");
+
 /** An error the composer can show as is. */
 function userError(err) {
   const error = new Error(describeError(err));
@@ -208,7 +211,7 @@ export class SessionController {
       this.model.syncSession(this.model.runs.get(run.run_id));
       this.changed();
     } catch (err) {
-      this.hooks.onError(`Could not cancel: ${describeError(err)}`);
+      this.hooks.onError(`Could not cancel: ${describeError(err)}`, null, causeOf(err));
     }
   }
 
@@ -220,7 +223,7 @@ export class SessionController {
       this.changed();
     } catch (err) {
       if (err.code === "session_busy") this.reload();
-      this.hooks.onError(`Could not retry: ${describeError(err)}`);
+      this.hooks.onError(`Could not retry: ${describeError(err)}`, null, causeOf(err));
     }
   }
 
@@ -231,7 +234,7 @@ export class SessionController {
       this.model.addOlder(page);
       this.changed();
     } catch (err) {
-      this.hooks.onError(`Could not load earlier messages: ${describeError(err)}`);
+      this.hooks.onError(`Could not load earlier messages: ${describeError(err)}`, null, causeOf(err));
       throw err;
     }
   }

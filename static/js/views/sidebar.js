@@ -126,6 +126,8 @@ export class Sidebar {
         else this.upsert(session, { atTop: true });
       }
       this.total = Math.max(Number(page?.total) || 0, this.sessions.size);
+      this.loaded = true;
+      show(this.error, false); // whatever failed before, the list loads now
       this.updateFooter();
     } catch {
       // the next reconnect or reload tries again
