@@ -13,7 +13,7 @@ import { Socket } from "./ws.js";
 import { byTestId, setText, show } from "./util/dom.js";
 import { describeError, sessionTitle } from "./util/format.js";
 import { createAuthView } from "./views/auth.js";
-import { Composer } from "./views/composer.js";
+import { Composer, clearDrafts } from "./views/composer.js";
 import { ConversationView } from "./views/conversation.js";
 import { confirmDialog, createNewSessionDialog, pipelineList } from "./views/dialogs.js";
 import { Sidebar } from "./views/sidebar.js";
@@ -155,6 +155,8 @@ class App {
     this.closeSession();
     this.sidebar.clear();
     this.conversation.clear();
+    this.composer.setSession(null);
+    clearDrafts();
     show($("app-view"), false);
     this.auth.open(notice);
   }
@@ -223,7 +225,7 @@ class App {
   openSession(id) {
     if (this.session?.sessionId === id) return;
     this.closeSession();
-    this.composer.reset();
+    this.composer.setSession(id);
     this.conversation.showLoading(id);
     this.sidebar.setActive(id);
     this.toggleSidebar(false);

@@ -45,8 +45,9 @@ export function runFailedSentence(run) {
 }
 
 /**
- * The raw details, each distinct text once: every failed attempt, then each failed
- * stage's error, then the run's error unless it only repeats a stage's.
+ * The raw details, each distinct text once: a stage's failed attempts (grouped when they
+ * failed the same way: "draft, attempts 1, 2, 3"), then each failed stage's error, then
+ * the run's error unless it only repeats a stage's.
  */
 export function failureDetails(run) {
   const lines = [];
@@ -58,7 +59,15 @@ export function failureDetails(run) {
     lines.push({ label, text: value });
   };
   for (const stage of run.stages) {
-    for (const retry of stage.retries) add(`${stage.name}, attempt ${retry.attempt}`, retry.error);
+    const attempts = new Map(); // error text -> attempt numbers, in order
+    for (const retry of stage.retries) {
+      const text = String(retry.error || "").trim();
+      if (text) attempts.set(text, [...(attempts.get(text) ?? []), retry.attempt]);
+    }
+    for (const [text, numbers] of attempts) {
+      const which = [...new Set(numbers)];
+      add(`${stage.name}, attempt${which.length > 1 ? "s" : ""} ${which.join(", ")}`, text);
+    }
     if (stage.status === "failed") add(`${stage.name} stage`, stage.error);
   }
   const runError = String(run.error || "");

@@ -174,6 +174,17 @@ def test_search_order_usage_long_messages(
     expect(tid(message, "show-more")).to_have_attribute("aria-expanded", "true")
     expect(tid(message, "message-body")).to_have_class("msg-body")
 
+    # Each session keeps its own draft: switching away and back, or reloading, loses nothing.
+    box = tid(page, "composer-input")
+    box.fill("A half-written follow-up")
+    tid(page, "session-open").nth(1).click()
+    expect(tid(page, "conversation-title")).to_have_text("Notes on async Python")
+    expect(box).to_have_value("")
+    tid(page, "session-open").first.click()
+    expect(box).to_have_value("A half-written follow-up")
+    page.reload()
+    expect(tid(page, "composer-input")).to_have_value("A half-written follow-up")
+
     # The usage page: totals, a bar per day, a row per day, as the API says.
     usage = rest.get("/api/v1/usage")
     tid(page, "usage-link").click()

@@ -32,13 +32,14 @@ test("the details list each raw text once; the run's line never repeats the stag
     stages: [
       { name: "plan", status: "completed", retries: [], error: null },
       { name: "draft", status: "failed", error: STAGE, retries: [
-        { attempt: 1, error: RAW500, nextModel: "demo-backup" },
-        { attempt: 1, error: RAW500, nextModel: "demo-backup" },
+        { attempt: 1, error: RAW500, nextModel: null },
+        { attempt: 2, error: RAW500, nextModel: "demo-backup" },
+        { attempt: 3, error: "timed out waiting for the model", nextModel: null },
       ] },
     ],
   };
   const lines = failureDetails(run);
-  assert.deepEqual(lines.map((l) => l.label), ["draft, attempt 1", "draft stage"]);
+  assert.deepEqual(lines.map((l) => l.label), ["draft, attempts 1, 2", "draft, attempt 3", "draft stage"]);
   assert.equal(new Set(lines.map((l) => l.text)).size, lines.length);
   assert.equal(runFailedSentence(run), "The run stopped at the draft stage. Retry picks up from there.");
   assert.doesNotMatch(runFailedSentence(run), /HTTP/);

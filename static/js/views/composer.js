@@ -5,6 +5,33 @@
 import { byTestId, setText, show } from "../util/dom.js";
 
 export const MAX_CHARS = 20_000;
+const DRAFTS = "chorus.drafts"; // sessionStorage: {session_id: text}, this tab only
+
+function readDrafts() {
+  try {
+    const drafts = JSON.parse(sessionStorage.getItem(DRAFTS) || "{}");
+    return drafts && typeof drafts === "object" ? drafts : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeDrafts(drafts) {
+  try {
+    sessionStorage.setItem(DRAFTS, JSON.stringify(drafts));
+  } catch {
+    // storage full or refused: the draft lives as long as the page
+  }
+}
+
+/** Forget every draft (sign-out). */
+export function clearDrafts() {
+  try {
+    sessionStorage.removeItem(DRAFTS);
+  } catch {
+    // nothing kept
+  }
+}
 
 /** Length as the server counts it (code points, not UTF-16 units). */
 export function charCount(text) {
@@ -25,7 +52,11 @@ export class Composer {
     this.hint = byTestId(form, "composer-hint");
     this.busy = false; // a run is active
     this.sending = false;
-    this.input.addEventListener("input", () => this.refresh());
+    this.sessionId = null;
+    this.input.addEventListener("input", () => {
+      this.keepDraft();
+      this.refresh();
+    });
     this.input.addEventListener("keydown", (e) => {
       // isComposing: Enter also confirms IME input; that must not send.
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
@@ -49,6 +80,7 @@ export class Composer {
     try {
       await this.onSend(text);
       if (this.input.value === text) this.input.value = "";
+      this.keepDraft();
     } catch (err) {
       this.errorCode = err?.cause?.code ?? err?.code ?? null;
       this.setError(err?.userMessage || err?.message || String(err));
@@ -94,12 +126,21 @@ export class Composer {
     this.form.dataset.state = this.sending ? "sending" : this.busy ? "busy" : "ready";
   }
 
-  /** Reset for another session. */
-  reset() {
-    this.input.value = "";
+  /** Switch to another session's box: each session keeps its draft (also over a reload). */
+  setSession(sessionId) {
+    this.sessionId = sessionId;
+    this.input.value = (sessionId && readDrafts()[sessionId]) || "";
     this.setError("");
     this.sending = false;
     this.refresh();
+  }
+
+  keepDraft() {
+    if (!this.sessionId) return;
+    const drafts = readDrafts();
+    if (this.input.value.trim()) drafts[this.sessionId] = this.input.value;
+    else delete drafts[this.sessionId];
+    writeDrafts(drafts);
   }
 
   focus() {
@@ -109,6 +150,7 @@ export class Composer {
   /** Put a text in the box (a suggested prompt) and focus it. */
   fill(text) {
     this.input.value = text;
+    this.keepDraft();
     this.refresh();
     this.input.focus();
   }
