@@ -101,3 +101,41 @@ test("replayed events rebuild a stopped stage's text when the run came without i
   assert.equal(run.stages[0].status, "cancelled");
   assert.equal(run.stages[0].partial, "**Plan**");
 });
+
+function snapshotRun(text, seq, epoch = "e1") {
+  const doc = runDoc({ stages: stages("completed", "running") });
+  Object.assign(doc.stages[1], { partial: text, partial_seq: seq, partial_epoch: epoch });
+  return doc;
+}
+
+const ev = (seq, name, data, epoch = "e1") => ({ seq, epoch, name, run_id: "r1", data, ts: `${T}${seq % 10}` });
+
+test("a page loaded mid-stage shows the server's text, and events never double it", () => {
+  const model = new SessionModel("s1");
+  model.loadSession({ session_id: "s1", status: "running", messages: [], active_run: snapshotRun("### Draft\n\nHalf", 12) });
+  assert.equal(model.runs.get("r1").stages[1].partial, "### Draft\n\nHalf");
+  // Events the snapshot already holds are skipped (here the replay starts at seq 12) ...
+  model.apply(ev(12, "stage.delta", { stage: "draft", text: "Half" }));
+  // ... and what came after it is appended.
+  model.apply(ev(13, "stage.delta", { stage: "draft", text: " more" }));
+  assert.equal(model.runs.get("r1").stages[1].partial, "### Draft\n\nHalf more");
+});
+
+test("after a gap the snapshot's text replaces the lost one; with text of our own it is not used", () => {
+  const model = new SessionModel("s1");
+  model.loadSession({ session_id: "s1", status: "running", messages: [], active_run: runDoc({ stages: stages("completed", "running") }) });
+  model.apply(ev(20, "stage.delta", { stage: "draft", text: "abc" }));
+  model.upsertRun(snapshotRun("abcXYZ", 25), "rest"); // we have text, no gap: ours stays
+  assert.equal(model.runs.get("r1").stages[1].partial, "abc");
+  model.markGaps();
+  model.upsertRun(snapshotRun("abcdef", 30), "rest");
+  const stage = model.runs.get("r1").stages[1];
+  assert.equal(stage.partial, "abcdef");
+  assert.equal(stage.gap, false);
+  model.apply(ev(29, "stage.delta", { stage: "draft", text: "ef" }));
+  model.apply(ev(31, "stage.delta", { stage: "draft", text: "g" }));
+  assert.equal(stage.partial, "abcdefg");
+  // An event of another epoch (Redis lost the counter) is never taken as covered.
+  model.apply(ev(3, "stage.delta", { stage: "draft", text: "h" }, "e2"));
+  assert.equal(stage.partial, "abcdefgh");
+});
