@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench worker docs lock clean
+.PHONY: run test lint test-ui bench worker docs lock clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The UI's pure modules (state, run state, streaming markdown, errors): Node's own runner.
+test-ui:
+	node --test tests/ui/
+
+test: lint test-ui
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Regenerate docs/openapi.json and docs/configuration.md (the tests check they are current).

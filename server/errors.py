@@ -14,6 +14,11 @@ from redis.exceptions import RedisError
 log = logging.getLogger("chorus.errors")
 
 
+def sentence(message: str) -> str:
+    """Start a message people read with a capital letter ("session not found" → "Session…")."""
+    return message[:1].upper() + message[1:]
+
+
 class ApiError(Exception):
     """An error with an HTTP status and a stable machine-readable code."""
 
@@ -21,8 +26,8 @@ class ApiError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(sentence(message))
+        self.message = sentence(message)
         self.headers = dict(headers or {})
 
 
@@ -91,7 +96,7 @@ class Unavailable(ApiError):
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     """Return the error envelope every API error uses."""
-    return {"error": {"code": code, "message": message}}
+    return {"error": {"code": code, "message": sentence(message)}}
 
 
 def error_response(

@@ -56,12 +56,13 @@ async def create_session(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
-    """List the caller's sessions, newest first, one page at a time."""
+    """List the caller's sessions, newest first, one page at a time; ``q`` searches them."""
     identity = await authenticate(request)
     query = parse_query(request.query, ListSessionsQuery)
     items, total = await request.app[keys.STORE].list_sessions(
-        identity.user.user_id, status=query.status, limit=query.limit, skip=query.skip
-    )
+        identity.user.user_id, status=query.status, limit=query.limit, skip=query.skip,
+        search=query.q.strip() or None, order=query.sort,
+    )  # fmt: skip
     return web.json_response(
         {"items": [_dump(s) for s in items], "limit": query.limit, "skip": query.skip,
          "total": total}

@@ -27,6 +27,9 @@ class ListSessionsQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     skip: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     status: StatusFilter | None = None
+    # Text searched in titles and messages (case-insensitive substring); blank = no search.
+    q: Annotated[str, Field(max_length=200)] = ""
+    sort: Literal["started", "updated"] = "started"
 
 
 class ListMessagesQuery(QueryModel):

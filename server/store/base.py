@@ -9,7 +9,7 @@ and the server's own bookkeeping, never called with ids taken from a request alo
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from server.store.models import ChatSession, LlmCall, Message, Run, UsageSummary, User
 
@@ -17,6 +17,8 @@ from server.store.models import ChatSession, LlmCall, Message, Run, UsageSummary
 # pydantic models (stored as their dump). Keys of ``set_fields`` may be dotted paths
 # into nested documents and arrays, e.g. ``"stages.1.status"``.
 Fields = dict[str, Any]
+# How a list of sessions is ordered: by start (creation) or by last activity (updated_at).
+SessionOrder = Literal["started", "updated"]
 
 
 class DuplicateError(Exception):
@@ -55,9 +57,20 @@ class Store(Protocol):
         """Return the user's session, or None if absent or another user's."""
 
     async def list_sessions(
-        self, user_id: str, *, status: str | None, limit: int, skip: int
+        self,
+        user_id: str,
+        *,
+        status: str | None,
+        limit: int,
+        skip: int,
+        search: str | None = None,
+        order: SessionOrder = "started",
     ) -> tuple[list[ChatSession], int]:
-        """Return one page of the user's sessions, newest started_at first, and the total."""
+        """Return one page of the user's sessions, newest first, and the total.
+
+        ``search`` keeps the sessions whose title or one of whose messages contains it
+        (case-insensitive substring); ``order`` sorts by started_at or updated_at.
+        """
 
     async def list_claimed_sessions(
         self, *, updated_before: datetime, limit: int = 100

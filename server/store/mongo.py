@@ -8,6 +8,7 @@ tests can hand it an in-process substitute (server/store/mongomock_async.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.store.base import DuplicateError, Fields
+from server.store.base import DuplicateError, Fields, SessionOrder
 from server.store.codec import path_parts, summarize, to_bson
 from server.store.models import ChatSession, DayUsage, LlmCall, Message, Run, UsageSummary, User
 
@@ -36,6 +37,13 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
         False,
     ),
     ("sessions", "claimed", [("active_run_id", 1), ("updated_at", 1)], False),
+    (
+        "sessions",
+        "user_updated",
+        [("user_id", 1), ("updated_at", -1), ("_id", -1)],
+        False,
+    ),
+    ("messages", "user_created", [("user_id", 1), ("created_at", 1)], False),
     ("messages", "session_created", [("session_id", 1), ("created_at", 1), ("_id", 1)], False),
     ("runs", "session_created", [("session_id", 1), ("created_at", 1)], False),
     ("runs", "status_updated", [("status", 1), ("updated_at", 1)], False),
@@ -180,14 +188,23 @@ class MongoStore:
         return await self._one(ChatSession, "sessions", _eq(_id=session_id, user_id=user_id))
 
     async def list_sessions(
-        self, user_id: str, *, status: str | None, limit: int, skip: int
+        self,
+        user_id: str,
+        *,
+        status: str | None,
+        limit: int,
+        skip: int,
+        search: str | None = None,
+        order: SessionOrder = "started",
     ) -> tuple[list[ChatSession], int]:
-        """Return one page of the user's sessions, newest started_at first, and the total."""
+        """Return one page of the user's sessions, newest first, and the total."""
         query = _eq(user_id=user_id) if status is None else _eq(user_id=user_id, status=status)
+        if search:
+            query = await self._search_query(query, user_id, search)
         total = await self._db["sessions"].count_documents(query)
-        order = [("started_at", DESCENDING), ("_id", DESCENDING)]
+        sort = [(f"{order}_at", DESCENDING), ("_id", DESCENDING)]
         page = await self._many(
-            ChatSession, "sessions", query, sort=order, skip=max(skip, 0), limit=limit
+            ChatSession, "sessions", query, sort=sort, skip=max(skip, 0), limit=limit
         )
         return page, total
 
@@ -197,6 +214,15 @@ class MongoStore:
         """Return sessions holding an active-run claim, unchanged since ``updated_before``."""
         query = {"active_run_id": {"$ne": None}, "updated_at": {"$lt": to_bson(updated_before)}}
         return await self._many(ChatSession, "sessions", query, limit=limit)
+
+    async def _search_query(self, query: Doc, user_id: str, search: str) -> Doc:
+        # A literal, case-insensitive substring: the text is escaped, never a pattern.
+        pattern = {"$regex": re.escape(search), "$options": "i"}
+        cursor = self._db["messages"].find(
+            {"user_id": {"$eq": user_id}, "content": pattern}, {"session_id": 1, "_id": 0}
+        )
+        in_messages = sorted({doc["session_id"] for doc in await cursor.to_list()})
+        return {**query, "$or": [{"title": pattern}, {"_id": {"$in": in_messages}}]}
 
     async def update_session(
         self, user_id: str, session_id: str, set_fields: Fields, *, expect: Fields | None = None

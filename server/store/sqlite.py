@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from pydantic import BaseModel
 
-from server.store.base import DuplicateError, Fields
+from server.store.base import DuplicateError, Fields, SessionOrder
 from server.store.codec import json_path, summarize, to_json
 from server.store.models import (
     ChatSession,
@@ -30,7 +30,15 @@ from server.store.models import (
     UsageSummary,
     User,
 )
-from server.store.sqlite_sql import CLAIMED_SESSIONS, PRAGMAS, USAGE_SQL, condition, schema
+from server.store.sqlite_sql import (
+    CLAIMED_SESSIONS,
+    PRAGMAS,
+    SEARCH_SQL,
+    SESSION_ORDER,
+    USAGE_SQL,
+    condition,
+    schema,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -158,18 +166,27 @@ class SqliteStore:
         return next(iter(_load(ChatSession, await self._rows(sql, (session_id, user_id)))), None)
 
     async def list_sessions(
-        self, user_id: str, *, status: str | None, limit: int, skip: int
+        self,
+        user_id: str,
+        *,
+        status: str | None,
+        limit: int,
+        skip: int,
+        search: str | None = None,
+        order: SessionOrder = "started",
     ) -> tuple[list[ChatSession], int]:
-        """Return one page of the user's sessions, newest started_at first, and the total."""
+        """Return one page of the user's sessions, newest first, and the total."""
         where, params = "user_id = ?", [user_id]
         if status is not None:
             where, params = where + " AND status = ?", [*params, status]
+        if search:
+            where, params = where + f" AND {SEARCH_SQL}", [*params, search, user_id, search]
         total = (await self._rows(f"SELECT count(*) FROM sessions WHERE {where}", params))[0][0]
         if limit <= 0:
             return [], int(total)
         sql = (
             f"SELECT doc FROM sessions WHERE {where} "
-            "ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?"
+            f"ORDER BY {SESSION_ORDER[order]} LIMIT ? OFFSET ?"
         )
         rows = await self._rows(sql, [*params, limit, max(skip, 0)])
         return _load(ChatSession, rows), int(total)

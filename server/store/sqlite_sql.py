@@ -16,11 +16,15 @@ _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "runs": ("run_id", ("session_id", "user_id", "status", "created_at", "updated_at")),
     "llm_calls": ("call_id", ("run_id", "user_id", "created_at")),
 }
+_UPDATED = "json_extract(doc, '$.updated_at')"
 # Secondary indexes; the id column of every table gets a unique index too.
 _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
     ("users_email", "users", "email", True),
     ("sessions_user_started", "sessions", "user_id, started_at DESC, id DESC", False),
     ("sessions_user_status", "sessions", "user_id, status, started_at DESC, id DESC", False),
+    # An expression, not a generated column: tables made before it existed have no such column.
+    ("sessions_user_updated", "sessions", f"user_id, {_UPDATED} DESC, id DESC", False),
+    ("messages_user_created", "messages", "user_id, created_at", False),
     ("messages_session_created", "messages", "session_id, created_at, id", False),
     ("runs_session_created", "runs", "session_id, created_at", False),
     ("runs_status_updated", "runs", "status, updated_at", False),
@@ -33,6 +37,17 @@ _PARTIAL_INDEXES = (
     f"CREATE INDEX IF NOT EXISTS sessions_claimed ON sessions ({CLAIMED_SESSIONS}) "
     f"WHERE {CLAIMED_SESSIONS} IS NOT NULL",
 )
+SESSION_ORDER = {
+    "started": "started_at DESC, id DESC",
+    "updated": f"{_UPDATED} DESC, id DESC",
+}
+# A session matches a search when its title or one of its messages contains the text
+# (case-insensitive for ASCII letters, as SQLite's lower() is). Parameters: text, user, text.
+SEARCH_SQL = """(
+  instr(lower(coalesce(json_extract(doc, '$.title'), '')), lower(?)) > 0
+  OR id IN (SELECT session_id FROM messages WHERE user_id = ?
+            AND instr(lower(json_extract(doc, '$.content')), lower(?)) > 0)
+)"""
 PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL")
 USAGE_SQL = """
 SELECT substr(created_at, 1, 10) AS day,

@@ -106,8 +106,9 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
       request("POST", "/api/v1/auth/register", name ? { email, password, name } : { email, password }, { quiet401: true }),
     logout: () => request("POST", "/api/v1/auth/logout", undefined, { quiet401: true }),
     pipelines: () => request("GET", "/api/v1/pipelines"),
-    listSessions: (skip = 0, limit = 20) =>
-      request("GET", `/api/v1/sessions?limit=${limit}&skip=${skip}`),
+    /** A page of sessions, most recent activity first; q searches titles and messages. */
+    listSessions: (skip = 0, limit = 20, q = "") =>
+      request("GET", `/api/v1/sessions?limit=${limit}&skip=${skip}&sort=updated${q ? `&q=${enc(q)}` : ""}`),
     createSession: (pipeline, title = "") =>
       request("POST", "/api/v1/sessions", pipeline ? { title, pipeline } : { title }),
     getSession: (id) => request("GET", `/api/v1/sessions/${enc(id)}`),

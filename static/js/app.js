@@ -5,28 +5,25 @@
 // session.js (one open session), views/* (DOM), util/* (helpers).
 
 import { createApi, loadConfig, socketUrl } from "./api.js";
+import { ConnectionStatus, ErrorBanner, bindDemoBanner, createAnnouncer, updateEmptyState } from "./chrome.js";
 import { SessionController } from "./session.js";
+import { bindAppShortcuts } from "./shortcuts.js";
+import { bindThemeSelect } from "./theme.js";
 import { Socket } from "./ws.js";
 import { byTestId, setText, show } from "./util/dom.js";
 import { describeError, sessionTitle } from "./util/format.js";
 import { createAuthView } from "./views/auth.js";
-import { Composer } from "./views/composer.js";
+import { Composer, clearDrafts } from "./views/composer.js";
 import { ConversationView } from "./views/conversation.js";
-import { confirmDialog, createNewSessionDialog } from "./views/dialogs.js";
+import { confirmDialog, createNewSessionDialog, pipelineList } from "./views/dialogs.js";
 import { Sidebar } from "./views/sidebar.js";
+import { UsageView } from "./views/usage.js";
 
 const $ = (testid) => byTestId(document, testid);
 const SESSION_ROUTE = /^#\/s\/([A-Za-z0-9_-]{1,64})$/;
 const NARROW = window.matchMedia("(max-width: 720px)");
-
-/** Pipelines from GET /pipelines, whatever the exact envelope: [{name, description, stages}]. */
-function pipelineList(body) {
-  let list = body && typeof body === "object" && "pipelines" in body ? body.pipelines : body;
-  if (list && !Array.isArray(list) && typeof list === "object") {
-    list = Object.entries(list).map(([name, value]) => ({ name, ...value }));
-  }
-  return (Array.isArray(list) ? list : []).filter((p) => p && typeof p.name === "string");
-}
+const EXPIRED = "Your sign-in has expired. Please sign in again.";
+const SIGNED_OUT_ELSEWHERE = "You signed out in another tab.";
 
 class App {
   constructor(config) {
@@ -35,8 +32,14 @@ class App {
     this.session = null; // the open SessionController
     this.frame = null;
     this.lastAuthCheck = 0;
-    this.api = createApi(config.apiBase, {
-      onUnauthorized: () => this.signOut("Your sign-in has expired. Please sign in again."),
+    this.banner = new ErrorBanner($("global-error"));
+    this.announce = createAnnouncer($("announcer"));
+    this.connection = new ConnectionStatus($("conn-status"));
+    this.api = createApi(config.apiBase, { onUnauthorized: () => this.signOut(EXPIRED) });
+    // Tabs tell each other about a sign-out, so the others give the true reason.
+    this.channel = "BroadcastChannel" in window ? new BroadcastChannel("chorus-auth") : null;
+    this.channel?.addEventListener("message", (e) => {
+      if (e.data?.type === "signed-out") this.signOut(SIGNED_OUT_ELSEWHERE);
     });
     this.socket = new Socket(socketUrl(config.apiBase), {
       onState: (s) => this.showConnection(s),
@@ -53,13 +56,17 @@ class App {
       onRenamed: (session) => this.session?.renamed(session),
       confirm: (message) => confirmDialog($("confirm-dialog"), message),
       onError: (message) => this.showError(message),
+      onListed: () => this.updateEmptyState(),
     });
+    this.usage = new UsageView($("usage-view"), { api: this.api });
     this.conversation = new ConversationView(document.querySelector("main.conversation"), {
       onCancel: (run) => this.session?.cancel(run),
       onRetry: (run) => this.session?.retry(run),
       onLoadRun: (runId) => this.session?.loadRun(runId),
       onLoadOlder: () => this.session?.loadOlder(),
       skewMs: () => this.api.clockSkewMs,
+      announce: (text) => this.announce(text),
+      onSuggest: (text) => this.composer.fill(text),
     });
     this.composer = new Composer($("composer"), {
       onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),
@@ -72,18 +79,39 @@ class App {
   }
 
   bindChrome() {
-    show($("demo-banner"), this.config.demoModel);
+    bindDemoBanner($("demo-banner"), this.config.demoModel);
+    bindThemeSelect($("theme-select"));
+    const search = $("session-search");
+    let searchTimer = null;
+    search.addEventListener("input", () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => this.sidebar.search(search.value), 250);
+    });
+    bindAppShortcuts({
+      dialog: $("shortcuts-dialog"),
+      button: $("shortcuts-button"),
+      ready: () => Boolean(this.user),
+      newSession: () => this.startSession(),
+      search: () => {
+        this.toggleSidebar(true);
+        $("session-search").focus();
+        $("session-search").select();
+      },
+      composer: () => Boolean(this.session) && (this.composer.focus(), true),
+    });
     $("logout").addEventListener("click", () => this.logout());
     $("new-session").addEventListener("click", () => this.startSession());
     $("new-session-empty").addEventListener("click", () => this.startSession());
-    $("global-error-dismiss").addEventListener("click", () => this.hideError());
     $("reconnect").addEventListener("click", () => this.socket.reconnectNow());
     $("sidebar-toggle").addEventListener("click", () => this.toggleSidebar());
     $("sidebar-backdrop").addEventListener("click", () => this.toggleSidebar(false));
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && document.body.classList.contains("sidebar-open")) this.toggleSidebar(false);
     });
-    NARROW.addEventListener("change", () => this.toggleSidebar(false));
+    NARROW.addEventListener("change", () => {
+      this.toggleSidebar(false);
+      this.updateEmptyState();
+    });
     window.addEventListener("hashchange", () => this.route());
     window.addEventListener("online", () => this.socket.reconnectNow());
     document.addEventListener("visibilitychange", () => {
@@ -127,11 +155,14 @@ class App {
     this.closeSession();
     this.sidebar.clear();
     this.conversation.clear();
+    this.composer.setSession(null);
+    clearDrafts();
     show($("app-view"), false);
     this.auth.open(notice);
   }
 
   async logout() {
+    this.channel?.postMessage({ type: "signed-out" }); // before the server closes their sockets
     try {
       await this.api.logout();
     } catch {
@@ -148,7 +179,7 @@ class App {
     try {
       await this.api.me();
     } catch (err) {
-      if (err.status === 401) this.signOut("Your sign-in has expired. Please sign in again.");
+      if (err.status === 401) this.signOut(EXPIRED);
     }
   }
 
@@ -167,19 +198,34 @@ class App {
   route() {
     if (!this.user) return;
     const match = SESSION_ROUTE.exec(window.location.hash);
+    const usage = window.location.hash === "#/usage";
+    if (!usage) this.usage.close();
+    if (usage) $("usage-link").setAttribute("aria-current", "page");
+    else $("usage-link").removeAttribute("aria-current");
     if (match) this.openSession(match[1]);
     else {
       this.closeSession();
       this.conversation.clear();
       this.sidebar.setActive(null);
-      document.title = "Chorus";
+      document.title = usage ? "Usage · Chorus" : "Chorus";
+      this.updateEmptyState();
+      if (usage) {
+        show($("no-session"), false);
+        this.toggleSidebar(false);
+        this.usage.open();
+      }
     }
+  }
+
+  updateEmptyState() {
+    const firstRun = this.sidebar.loaded && this.sidebar.total === 0 && !this.sidebar.query;
+    updateEmptyState($("no-session"), { firstRun, narrow: NARROW.matches });
   }
 
   openSession(id) {
     if (this.session?.sessionId === id) return;
     this.closeSession();
-    this.composer.reset();
+    this.composer.setSession(id);
     this.conversation.showLoading(id);
     this.sidebar.setActive(id);
     this.toggleSidebar(false);
@@ -189,7 +235,8 @@ class App {
       hooks: {
         onChange: (controller) => controller === this.session && this.scheduleRender(),
         onGone: (gone) => this.sessionGone(gone),
-        onError: (message, retry) => this.showError(message, retry),
+        onError: (message, retry, key) => this.showError(message, retry, key),
+        onLoaded: () => this.clearError("session-load"),
         onTitle: (session) => this.sidebar.update(session),
       },
     });
@@ -205,7 +252,7 @@ class App {
   sessionGone(id) {
     if (this.session?.sessionId !== id) return;
     this.sidebar.remove(id);
-    this.showError("That session does not exist any more.");
+    this.showError("That session does not exist any more.", null, "session-gone");
     this.navigate(null);
   }
 
@@ -241,19 +288,9 @@ class App {
   }
 
   showConnection({ state, retryInMs }) {
-    const el = $("conn-status");
-    el.dataset.state = state;
-    setText($("conn-status-text"), { online: "Online", connecting: "Connecting…" }[state] ?? "Offline");
-    // The countdown ticks every second, outside the status region (no screen-reader chatter).
-    clearInterval(this.countdown);
-    const retryAt = Date.now() + (retryInMs ?? 0);
-    const countdown = () => {
-      const left = Math.ceil((retryAt - Date.now()) / 1000);
-      setText($("conn-retry"), state === "offline" && left > 0 ? `· retrying in ${left} s` : "");
-    };
-    countdown();
-    if (state === "offline" && retryInMs) this.countdown = setInterval(countdown, 1000);
+    this.connection.show(state, retryInMs);
     show($("reconnect"), state === "offline" && Boolean(this.user));
+    if (state === "online") this.clearError("offline");
     if (state === "online" && this.user) {
       // Statuses may have moved while we were away: refresh the list after a reconnect.
       if (this.connectedBefore) this.sidebar.refresh();
@@ -261,21 +298,17 @@ class App {
     }
   }
 
-  showError(message, retry = null) {
-    setText($("global-error-text"), message);
-    const retryButton = $("global-error-retry");
-    show(retryButton, Boolean(retry));
-    retryButton.onclick = retry
-      ? () => {
-          this.hideError();
-          retry();
-        }
-      : null;
-    show($("global-error"), true);
+  /** Show the error banner; key names its cause, so clearError(key) can take it down. */
+  showError(message, retry = null, key = "general") {
+    this.banner.show(message, retry, key);
   }
 
   hideError() {
-    show($("global-error"), false);
+    this.banner.hide();
+  }
+
+  clearError(key) {
+    this.banner.clear(key);
   }
 
   toggleSidebar(open = !document.body.classList.contains("sidebar-open")) {

@@ -17,6 +17,14 @@ export function normUsage(usage) {
   };
 }
 
+const stoppedStatus = (status) => status === "cancelled" || status === "failed";
+
+/** The session seq a running stage's partial text is as of, or null. */
+function snapshotSeq(s) {
+  const usable = s.status === "running" && typeof s.partial === "string" && Number.isInteger(s.partial_seq);
+  return usable ? s.partial_seq : null;
+}
+
 function normStage(raw, index) {
   const s = raw && typeof raw === "object" ? raw : {};
   return {
@@ -31,7 +39,12 @@ function normStage(raw, index) {
     error: str(s.error),
     started_at: str(s.started_at),
     finished_at: str(s.finished_at),
-    partial: "",
+    // Text streamed so far (running), or kept from a stage that stopped (cancelled/failed).
+    // A running stage's copy from the server is as of one session event (partial_seq):
+    // events up to that one are already in it (see applyRunEvent's meta).
+    partial: stoppedStatus(s.status) || snapshotSeq(s) !== null ? str(s.partial) ?? "" : "",
+    partialSeq: snapshotSeq(s),
+    partialEpoch: snapshotSeq(s) !== null ? str(s.partial_epoch) : null,
     gap: false, // the partial text misses a beginning we could not replay
     retries: [],
     nextModel: null,
@@ -67,7 +80,13 @@ function mergeStage(known, incoming) {
   }
   known.attempts = Math.max(known.attempts, incoming.attempts);
   if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
-  if (advanced && incoming.status !== "running") known.partial = "";
+  if (incoming.partialSeq !== null) {
+    // A running stage's text as of a seq: taken only when ours is empty or has a gap.
+    if (known.status === "running" && (!known.partial || known.gap)) {
+      Object.assign(known, { partial: incoming.partial, partialSeq: incoming.partialSeq, partialEpoch: incoming.partialEpoch, gap: false });
+    }
+  } else if (incoming.partial) known.partial = incoming.partial; // the server kept a stopped stage's text
+  else if (advanced && incoming.status === "completed") known.partial = "";
 }
 
 export function mergeRun(known, incoming) {
@@ -85,8 +104,12 @@ export function mergeRun(known, incoming) {
   });
 }
 
-/** Apply one run or stage event to a run; returns whether anything changed. */
-export function applyRunEvent(run, name, data, ts) {
+/**
+ * Apply one run or stage event to a run; returns whether anything changed. meta: the
+ * event's {seq, epoch}, when known (a stage's text from a snapshot already holds the
+ * stage's events up to its partial_seq).
+ */
+export function applyRunEvent(run, name, data, ts, meta = null) {
   switch (name) {
     case "run.started":
       return setRunStatus(run, "running");
@@ -100,15 +123,43 @@ export function applyRunEvent(run, name, data, ts) {
         // The stage's own error arrives with the REST run; the event only has the run's.
         if (stage.status === "running") Object.assign(stage, { status: "failed", finished_at: ts });
       }
+      keepServerPartials(run, data.run);
       return setRunStatus(run, "failed");
     case "run.cancelled":
+      // A running stage keeps the text it had streamed: shown as stopped, not thrown away.
       for (const stage of run.stages) {
         if (rank(stage.status) < 2) Object.assign(stage, { status: "cancelled", finished_at: ts });
       }
+      keepServerPartials(run, data.run);
       return setRunStatus(run, "cancelled");
     default:
-      return applyStageEvent(run, name, data, ts);
+      return applyStageEvent(run, name, data, ts, meta);
   }
+}
+
+const TEXT_EVENTS = new Set(["stage.started", "stage.delta", "stage.reset"]);
+
+/** Whether a stage's snapshot text already holds this event. */
+function covered(stage, name, meta) {
+  if (stage.partialSeq === null || !TEXT_EVENTS.has(name) || !Number.isInteger(meta?.seq)) return false;
+  if (stage.partialEpoch && meta.epoch && stage.partialEpoch !== meta.epoch) return false;
+  return meta.seq <= stage.partialSeq;
+}
+
+/** Take the stopped stages' partial text from a run document an event carries, if any. */
+function keepServerPartials(run, doc) {
+  if (!doc || !Array.isArray(doc.stages)) return;
+  doc.stages.forEach((raw, i) => {
+    const stage = run.stages[i];
+    if (stage && raw?.name === stage.name && typeof raw.partial === "string" && raw.partial) {
+      if (stage.status === "cancelled" || stage.status === "failed") stage.partial = raw.partial;
+    }
+  });
+}
+
+/** The stopped stages whose partial text is kept (cancelled or failed mid-stream). */
+export function stoppedStages(run) {
+  return run.stages.filter((s) => (s.status === "cancelled" || s.status === "failed") && s.partial);
 }
 
 function setRunStatus(run, status) {
@@ -117,13 +168,24 @@ function setRunStatus(run, status) {
   return true;
 }
 
-function applyStageEvent(run, name, data, ts) {
+/** A replay rebuilds the text of a stage that stopped (when the run came without it). */
+function replayStopped(stage, name, data) {
+  if (name === "stage.started" || name === "stage.reset") stage.partial = "";
+  else if (name === "stage.delta" && typeof data.text === "string") stage.partial += data.text;
+  else return false;
+  return true;
+}
+
+function applyStageEvent(run, name, data, ts, meta) {
   const stage = findStage(run, data);
-  if (!stage) return false;
+  if (!stage || covered(stage, name, meta)) return false;
+  if (stage.status === "cancelled" || stage.status === "failed") {
+    if (replayStopped(stage, name, data)) return true;
+  }
   switch (name) {
     case "stage.started":
       if (rank(stage.status) > 1) return false;
-      Object.assign(stage, { status: "running", partial: "", gap: false, nextModel: null });
+      Object.assign(stage, { status: "running", partial: "", gap: false, nextModel: null, partialSeq: null });
       stage.started_at = ts ?? stage.started_at;
       if (str(data.model)) stage.model = data.model;
       if (Number(data.attempt)) stage.attempts = Number(data.attempt);

@@ -17,6 +17,9 @@ function autoTitle(text) {
   return `${[...line].slice(0, AUTO_TITLE_CHARS - 1).join("").trimEnd()}…`;
 }
 
+/** What a failure's banner is about: "offline" ones go when the connection is back. */
+const causeOf = (err) => (err?.code === "unreachable" ? "offline" : "general");
+
 /** An error the composer can show as is. */
 function userError(err) {
   const error = new Error(describeError(err));
@@ -28,7 +31,8 @@ function userError(err) {
 export class SessionController {
   /**
    * hooks: onChange(model) after any change; onGone(id) when the session does not exist;
-   * onError(message, retry?) for failures outside the composer; onTitle(session).
+   * onError(message, retry?, key?) for failures outside the composer (key "session-load"
+   * for a snapshot that could not load); onLoaded() once a snapshot is in; onTitle(session).
    */
   constructor(sessionId, { api, socket, hooks }) {
     this.sessionId = sessionId;
@@ -64,6 +68,7 @@ export class SessionController {
         this.loadAgain = false;
         await this.loadSnapshot();
       } while (this.loadAgain && !this.closed);
+      if (!this.closed) this.hooks.onLoaded?.();
     })()
       .catch((err) => this.onLoadError(err))
       .finally(() => {
@@ -97,7 +102,9 @@ export class SessionController {
   onLoadError(err) {
     if (this.closed) return;
     if (err?.status === 404) this.hooks.onGone(this.sessionId);
-    else if (err?.status !== 401) this.hooks.onError(`Could not load the session: ${describeError(err)}`, () => this.reload());
+    else if (err?.status !== 401) {
+      this.hooks.onError(`Could not load the session: ${describeError(err)}`, () => this.reload(), "session-load");
+    }
   }
 
   /** Load one run over REST (deduplicated) and merge it. */
@@ -204,7 +211,7 @@ export class SessionController {
       this.model.syncSession(this.model.runs.get(run.run_id));
       this.changed();
     } catch (err) {
-      this.hooks.onError(`Could not cancel: ${describeError(err)}`);
+      this.hooks.onError(`Could not cancel: ${describeError(err)}`, null, causeOf(err));
     }
   }
 
@@ -216,7 +223,7 @@ export class SessionController {
       this.changed();
     } catch (err) {
       if (err.code === "session_busy") this.reload();
-      this.hooks.onError(`Could not retry: ${describeError(err)}`);
+      this.hooks.onError(`Could not retry: ${describeError(err)}`, null, causeOf(err));
     }
   }
 
@@ -227,7 +234,7 @@ export class SessionController {
       this.model.addOlder(page);
       this.changed();
     } catch (err) {
-      this.hooks.onError(`Could not load earlier messages: ${describeError(err)}`);
+      this.hooks.onError(`Could not load earlier messages: ${describeError(err)}`, null, causeOf(err));
       throw err;
     }
   }

@@ -84,6 +84,7 @@ export class SessionModel {
         if (stage.status === "running") {
           stage.partial = "";
           stage.gap = true;
+          stage.partialSeq = null;
         }
       }
     }
@@ -108,7 +109,7 @@ export class SessionModel {
     const run = runId ? this.runs.get(runId) : null;
     if (!run) return { changed: name === "run.completed", missingRun: runId };
     if (run.eventGen < run.generation) return { changed: false }; // replay of a retried generation
-    const changed = applyRunEvent(run, name, data, ev.ts ?? null);
+    const changed = applyRunEvent(run, name, data, ev.ts ?? null, { seq: Number(ev.seq), epoch: str(ev.epoch) });
     if (changed) {
       this.syncSession(run, ev.ts);
       this.version++;

@@ -380,8 +380,13 @@ def shown_stage_outputs(answer: Locator) -> dict[str, str]:
         expect(item).to_have_attribute("open", "")
         text = tid(item, "stage-output-text")
         expect(text).to_be_visible()
-        shown[str(item.get_attribute("data-stage"))] = text.text_content() or ""
+        shown[str(item.get_attribute("data-stage"))] = markdown_source(text)
     return shown
+
+
+def markdown_source(el: Locator) -> str:
+    """The markdown text a rendered view (stream, stage output, stopped text) shows."""
+    return str(el.evaluate("(el) => el.source ?? ''"))
 
 
 def session_runs(api: Api, session_id: str) -> list[dict[str, Any]]:
@@ -401,7 +406,7 @@ def session_runs(api: Api, session_id: str) -> list[dict[str, Any]]:
 # screen between two of its own looks (a stage may run for well under a second).
 RECORDER_JS = """
 (() => {
-  const rec = { stages: [], streams: [], runs: [] };
+  const rec = { stages: [], streams: [], runs: [], announced: [] };
   window.__e2e = rec;
   const last = new Map();
   const note = (list, key, value, extra) => {
@@ -410,6 +415,8 @@ RECORDER_JS = """
     list.push({ ...extra, value, t: performance.now() });
   };
   const scan = () => {
+    const said = document.querySelector('[data-testid="announcer"]')?.textContent;
+    if (said) note(rec.announced, "announcer", said, {});
     for (const run of document.querySelectorAll('[data-testid="run"]')) {
       const runId = run.dataset.runId;
       note(rec.runs, `run:${runId}`, run.dataset.status, { run: runId });
@@ -418,8 +425,9 @@ RECORDER_JS = """
         note(rec.stages, key, st.dataset.status, { run: runId, stage: st.dataset.stage });
       }
       const stream = run.querySelector('[data-testid="stream"]');
+      // The markdown source the live view renders (it shows HTML, not the raw text).
       const text = stream && !stream.hidden
-        ? stream.querySelector('[data-testid="stream-text"]').textContent : "";
+        ? stream.querySelector('[data-testid="stream-text"]').source || "" : "";
       if (text) {
         const key = `stream:${runId}:${stream.dataset.stage}`;
         note(rec.streams, key, text, { run: runId, stage: stream.dataset.stage });
@@ -440,12 +448,17 @@ class Recording:
     stages: list[dict[str, Any]]
     streams: list[dict[str, Any]]
     runs: list[dict[str, Any]]
+    announced: list[dict[str, Any]]
 
     @classmethod
     def of(cls, page: Page) -> Recording:
         """Read the page's recording (since its last load)."""
         rec = page.evaluate("() => window.__e2e")
-        return cls(rec["stages"], rec["streams"], rec["runs"])
+        return cls(rec["stages"], rec["streams"], rec["runs"], rec["announced"])
+
+    def announcements(self) -> list[str]:
+        """What the screen-reader region said, in order."""
+        return [e["value"] for e in self.announced]
 
     def stage_statuses(self, run_id: str, stage: str) -> list[str]:
         """The statuses a stage showed, in order (consecutive repeats collapsed)."""

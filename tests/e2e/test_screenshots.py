@@ -79,7 +79,7 @@ def shoot(page: Page, variant: Variant, screen: str) -> None:
 def test_screenshots_of_the_main_screens(
     new_context: ContextFactory, api: Api, make_user: UserFactory
 ) -> None:
-    """Sign-in, a conversation with a completed run, a live run, the phone's session list."""
+    """Sign-in, a conversation, a live run, a cancelled run, usage, the phone's session list."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     user = make_user("casey")
     rest = api.as_user(user)
@@ -127,6 +127,25 @@ def test_screenshots_of_the_main_screens(
         shoot(page, variant, "live-run")
     rest.post(f"/api/v1/runs/{second['run']['run_id']}/cancel", expect=202)
 
+    # Cancelled: the stopped stage's text stays, marked; the composer holds a draft.
+    for variant, page in pages.items():
+        card = tid(page, "run")
+        expect(card).to_have_attribute("data-status", "cancelled")
+        expect(tid(card, "stopped-output")).to_be_visible()
+        tid(page, "composer-input").fill("Thanks! One more question about flour…")
+        check_layout(page)
+        shoot(page, variant, "cancelled")
+
+    # The usage page.
+    for variant, page in pages.items():
+        page.goto("/#/usage")
+        expect(tid(page, "usage-row").first).to_be_visible()
+        check_layout(page, app=False)  # no composer here
+        expect(tid(page, "logout")).to_be_in_viewport()
+        shoot(page, variant, "usage")
+        page.goto(f"/#/s/{session_id}")
+        expect(tid(page, "run")).to_have_attribute("data-status", "cancelled")
+
     # Phones: the session list slides in over the conversation.
     for variant, page in pages.items():
         if variant.device != "phone":
@@ -140,3 +159,24 @@ def test_screenshots_of_the_main_screens(
             "() => getComputedStyle(document.querySelector('.sidebar')).transform === 'none'"
         )
         shoot(page, variant, "sessions")
+
+
+def test_screenshots_of_a_first_run(new_context: ContextFactory, make_user: UserFactory) -> None:
+    """A new user's welcome, then a new session's suggested prompts."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for variant in VARIANTS:
+        user = make_user(f"newbie-{variant.device}-{variant.scheme}")  # no sessions yet
+        page = new_context(**variant.options).new_page()
+        page.goto("/")
+        ui_login(page, user)
+        expect(tid(page, "first-run-hint")).to_be_visible()
+        expect(tid(page, "no-session-title")).to_have_text("Welcome to Chorus")
+        check_layout(page, app=False)
+        shoot(page, variant, "welcome")
+        tid(page, "new-session-empty").click()
+        tid(page, "new-session-create").click()
+        expect(tid(page, "suggestions")).to_be_visible()
+        tid(page, "suggestion").first.click()
+        expect(tid(page, "composer-input")).not_to_have_value("")
+        check_layout(page)
+        shoot(page, variant, "new-session")

@@ -76,7 +76,7 @@ export function describeError(err) {
     return `Rate limited: ${err.message || "too many requests"}.${wait}`.replace("..", ".");
   }
   if (err.code === "session_busy") {
-    return "This session is still answering. Wait for the run to finish, or cancel it.";
+    return "This session is still answering. Your message is kept here: send it once the answer is in, or cancel the run.";
   }
   if (err.code === "unauthorized") return "Your sign-in has expired. Please sign in again.";
   if (err.status >= 500) return `The server had a problem (${err.message || err.status}). Try again.`;

@@ -1,8 +1,37 @@
 // The message box: Enter sends, Shift+Enter breaks the line, a counter against the limit.
+// Never locked: while a run is active the box stays editable; a send the server refuses
+// (409 session_busy) keeps the draft and says why.
 
 import { byTestId, setText, show } from "../util/dom.js";
 
 export const MAX_CHARS = 20_000;
+const DRAFTS = "chorus.drafts"; // sessionStorage: {session_id: text}, this tab only
+
+function readDrafts() {
+  try {
+    const drafts = JSON.parse(sessionStorage.getItem(DRAFTS) || "{}");
+    return drafts && typeof drafts === "object" ? drafts : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeDrafts(drafts) {
+  try {
+    sessionStorage.setItem(DRAFTS, JSON.stringify(drafts));
+  } catch {
+    // storage full or refused: the draft lives as long as the page
+  }
+}
+
+/** Forget every draft (sign-out). */
+export function clearDrafts() {
+  try {
+    sessionStorage.removeItem(DRAFTS);
+  } catch {
+    // nothing kept
+  }
+}
 
 /** Length as the server counts it (code points, not UTF-16 units). */
 export function charCount(text) {
@@ -23,7 +52,11 @@ export class Composer {
     this.hint = byTestId(form, "composer-hint");
     this.busy = false; // a run is active
     this.sending = false;
-    this.input.addEventListener("input", () => this.refresh());
+    this.sessionId = null;
+    this.input.addEventListener("input", () => {
+      this.keepDraft();
+      this.refresh();
+    });
     this.input.addEventListener("keydown", (e) => {
       // isComposing: Enter also confirms IME input; that must not send.
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
@@ -47,7 +80,9 @@ export class Composer {
     try {
       await this.onSend(text);
       if (this.input.value === text) this.input.value = "";
+      this.keepDraft();
     } catch (err) {
+      this.errorCode = err?.cause?.code ?? err?.code ?? null;
       this.setError(err?.userMessage || err?.message || String(err));
     } finally {
       this.sending = false;
@@ -58,20 +93,20 @@ export class Composer {
   canSend() {
     const text = this.input.value;
     const count = charCount(text);
-    return !this.busy && !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
+    return !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
   }
 
-  /** Block sending while a run is active (the server would answer 409 session_busy). */
+  /** Note whether a run is active (the hint says so; sending is still allowed to try). */
   setBusy(busy) {
     if (this.busy === busy) return;
     this.busy = busy;
-    // Disabling the box drops its focus; give it back when the answer is in.
-    const refocus = !busy && (document.activeElement === document.body || !document.activeElement);
+    // The "still answering" note has lost its cause: the draft can go now.
+    if (!busy && this.errorCode === "session_busy") this.setError("");
     this.refresh();
-    if (refocus) this.input.focus();
   }
 
   setError(message) {
+    if (!message) this.errorCode = null;
     setText(this.error, message);
     show(this.error, Boolean(message));
   }
@@ -82,25 +117,41 @@ export class Composer {
     setText(this.counter, `${count} / ${MAX_CHARS}`);
     this.counter.classList.toggle("over", over);
     this.input.setAttribute("aria-invalid", String(over));
-    this.input.disabled = this.busy;
     this.button.disabled = !this.canSend();
     let hint = "";
-    if (this.busy) hint = "Waiting for the answer…";
-    else if (this.sending) hint = "Sending…";
+    if (this.sending) hint = "Sending…";
+    else if (this.busy) hint = "Answering… you can write meanwhile.";
     else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
     setText(this.hint, hint);
-    this.form.dataset.state = this.busy ? "busy" : this.sending ? "sending" : "ready";
+    this.form.dataset.state = this.sending ? "sending" : this.busy ? "busy" : "ready";
   }
 
-  /** Reset for another session. */
-  reset() {
-    this.input.value = "";
+  /** Switch to another session's box: each session keeps its draft (also over a reload). */
+  setSession(sessionId) {
+    this.sessionId = sessionId;
+    this.input.value = (sessionId && readDrafts()[sessionId]) || "";
     this.setError("");
     this.sending = false;
     this.refresh();
   }
 
+  keepDraft() {
+    if (!this.sessionId) return;
+    const drafts = readDrafts();
+    if (this.input.value.trim()) drafts[this.sessionId] = this.input.value;
+    else delete drafts[this.sessionId];
+    writeDrafts(drafts);
+  }
+
   focus() {
-    if (!this.input.disabled) this.input.focus();
+    this.input.focus();
+  }
+
+  /** Put a text in the box (a suggested prompt) and focus it. */
+  fill(text) {
+    this.input.value = text;
+    this.keepDraft();
+    this.refresh();
+    this.input.focus();
   }
 }

@@ -1,30 +1,48 @@
 // The open conversation: header, history (keyed, updated in place), load-older.
 
+import { copyButton, setHtml } from "../markdown/view.js";
 import { byTestId, h, nearBottom, setText, show } from "../util/dom.js";
 import { fullTime, relativeTime, sessionTitle, usageText } from "../util/format.js";
 import { RunView, StageOutputs } from "./run.js";
 
+// A user message longer than this is collapsed behind "Show more".
+const LONG_CHARS = 700;
+const LONG_LINES = 12;
+
+export function isLong(text) {
+  return text.length > LONG_CHARS || text.split("\n").length > LONG_LINES;
+}
+
 class UserMessageView {
   constructor(message) {
-    this.body = h("div", { class: "msg-body", testid: "message-body" });
+    this.body = h("div", { class: "msg-body", testid: "message-body", id: `msg-${message.message_id}` });
     this.time = h("time", { class: "msg-time muted" });
+    this.more = h("button", {
+      type: "button", class: "link-button show-more", testid: "show-more", "aria-controls": this.body.id,
+      on: { click: () => this.toggle() },
+    });
+    this.copy = copyButton(() => this.message.content, { label: "Copy", testid: "copy-message" });
     this.el = h("li", { class: "msg msg-user", testid: "message", dataset: { role: "user", messageId: message.message_id } },
-      this.body, this.time);
+      this.body, h("div", { class: "msg-actions" }, this.more, this.copy, this.time));
+    this.expanded = false;
   }
 
   update({ message }) {
+    this.message = message;
     setText(this.body, message.content); // user text is always text, never HTML
     this.time.dateTime = message.created_at || "";
     this.time.title = fullTime(message.created_at);
     setText(this.time, relativeTime(message.created_at));
+    const long = isLong(message.content || "");
+    show(this.more, long);
+    this.body.classList.toggle("collapsed", long && !this.expanded);
+    setText(this.more, this.expanded ? "Show less" : "Show more");
+    this.more.setAttribute("aria-expanded", String(this.expanded));
   }
-}
 
-/** Make links in rendered answers open safely in a new tab. */
-function hardenLinks(root) {
-  for (const a of root.querySelectorAll("a[href]")) {
-    a.target = "_blank";
-    a.rel = "noopener noreferrer nofollow";
+  toggle() {
+    this.expanded = !this.expanded;
+    this.update({ message: this.message });
   }
 }
 
@@ -39,7 +57,10 @@ class AnswerView {
     this.details = h("details", { class: "run-details", testid: "run-details" }, this.summary, this.detailsNote, this.outputs.el);
     this.details.addEventListener("toggle", () => this.maybeLoad());
     this.el = h("li", { class: "msg msg-assistant", testid: "message", dataset: { role: "assistant", messageId: message.message_id } },
-      this.body, h("div", { class: "run-meta" }, this.usage), this.details);
+      this.body,
+      h("div", { class: "run-meta msg-actions" },
+        copyButton(() => this.message?.content ?? "", { label: "Copy", testid: "copy-message" }), this.usage),
+      this.details);
     this.renderedHtml = null;
     this.requested = false;
   }
@@ -48,10 +69,10 @@ class AnswerView {
     this.message = message;
     this.run = run;
     if (typeof message.content_html === "string") {
-      // Rendered and sanitized by the server (markdown-it + nh3): the only HTML we insert.
+      // Rendered and sanitized by the server (markdown-it + nh3), the source of truth for
+      // a finished answer; sanitized again here and given highlighting and copy buttons.
       if (this.renderedHtml !== message.content_html) {
-        this.body.innerHTML = message.content_html;
-        hardenLinks(this.body);
+        setHtml(this.body, message.content_html);
         this.renderedHtml = message.content_html;
       }
     } else {
@@ -86,7 +107,7 @@ class AnswerView {
 }
 
 export class ConversationView {
-  /** actions: onCancel(run), onRetry(run), onLoadRun(runId), onLoadOlder(), skewMs() */
+  /** actions: onCancel(run), onRetry(run), onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text) */
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
@@ -99,7 +120,12 @@ export class ConversationView {
     this.timeline = byTestId(root, "timeline");
     this.older = byTestId(root, "load-older");
     this.loading = byTestId(root, "conversation-loading");
+    this.suggestions = byTestId(root, "suggestions");
+    for (const button of this.suggestions.querySelectorAll("button")) {
+      button.addEventListener("click", () => actions.onSuggest(button.textContent.trim()));
+    }
     this.views = new Map();
+    this.shown = false; // the open session has been rendered once (later answers are announced)
     this.anchor = null;
     this.older.addEventListener("click", () => this.loadOlder());
     this.ticker = setInterval(() => this.tick(), 1000);
@@ -108,6 +134,7 @@ export class ConversationView {
   /** Show the empty state (no session open). */
   clear() {
     this.views.clear();
+    this.shown = false;
     this.timeline.replaceChildren();
     show(this.chat, false);
     show(this.empty, true);
@@ -139,6 +166,8 @@ export class ConversationView {
     const latest = model.latestRun();
     const items = model.timeline();
     this.reconcile(items, latest);
+    show(this.suggestions, model.loaded && items.length === 0);
+    this.shown = this.shown || model.loaded;
     this.root.dataset.busy = String(model.busy());
     if (this.anchor !== null) {
       // Older messages were added above: keep the one the reader was looking at in place.
@@ -161,8 +190,9 @@ export class ConversationView {
       if (!view) {
         view = this.createView(item);
         this.views.set(item.key, view);
+        if (item.kind === "assistant" && this.shown) this.actions.announce("The answer is ready.");
       }
-      if (item.kind === "run") view.update(item.run, { latest: item.run === latest });
+      if (item.kind === "run") view.update(item.run, { latest: item.run === latest, live: this.shown });
       else view.update(item);
       if (view.el !== cursor) this.timeline.insertBefore(view.el, cursor);
       else cursor = cursor.nextElementSibling;

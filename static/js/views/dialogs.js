@@ -15,6 +15,15 @@ export function confirmDialog(dialog, message, { confirmLabel = "Delete" } = {})
   });
 }
 
+/** Pipelines from GET /pipelines, whatever the exact envelope: [{name, description, stages}]. */
+export function pipelineList(body) {
+  let list = body && typeof body === "object" && "pipelines" in body ? body.pipelines : body;
+  if (list && !Array.isArray(list) && typeof list === "object") {
+    list = Object.entries(list).map(([name, value]) => ({ name, ...value }));
+  }
+  return (Array.isArray(list) ? list : []).filter((p) => p && typeof p.name === "string");
+}
+
 function describePipeline(pipeline) {
   const stages = (pipeline.stages || []).map((s) => s.name).filter(Boolean);
   const parts = [];

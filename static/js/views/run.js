@@ -1,6 +1,9 @@
 // A run in progress (or ended without an answer): the stage stepper, the running
 // stage's streaming text, retries, errors, usage, and Cancel / Retry.
 
+import { failureDetails, retryingSentence, runFailedSentence, stageFailedSentence } from "../errors.js";
+import { MarkdownView } from "../markdown/view.js";
+import { stoppedStages } from "../run-state.js";
 import { h, setText, show } from "../util/dom.js";
 import { clock, usageText } from "../util/format.js";
 
@@ -44,14 +47,15 @@ export class StageOutputs {
       if (!item) {
         item = {
           summary: h("summary"),
-          body: h("div", { class: "stage-output-text", testid: "stage-output-text" }),
+          body: h("div", { class: "stage-output-text markdown", testid: "stage-output-text" }),
         };
+        item.view = new MarkdownView(item.body);
         item.el = h("details", { class: "stage-output", testid: "stage-output", dataset: { stage: stage.name } }, item.summary, item.body);
         this.items.set(stage.index, item);
         this.el.append(item.el);
       }
       setText(item.summary, outputSummary(stage));
-      setText(item.body, stage.output);
+      item.view.set(stage.output);
     }
     for (const [index, item] of this.items) {
       if (!done.some((s) => s.index === index)) {
@@ -63,10 +67,6 @@ export class StageOutputs {
   }
 }
 
-function retryText(retry) {
-  const what = retry.error ? `attempt ${retry.attempt} failed: ${retry.error}` : `attempt ${retry.attempt} failed`;
-  return retry.nextModel ? `${what} — trying ${retry.nextModel}` : `${what} — retrying`;
-}
 
 class StepView {
   constructor(stage) {
@@ -75,11 +75,11 @@ class StepView {
     this.status = h("span", { class: "step-status", testid: "stage-status" });
     this.model = h("span", { class: "step-model muted", testid: "stage-model" });
     this.time = h("span", { class: "step-time muted", testid: "stage-elapsed" });
-    this.retries = h("ul", { class: "step-retries", testid: "stage-retries" });
-    this.error = h("p", { class: "step-error", testid: "stage-error", role: "alert" });
+    this.note = h("p", { class: "step-note", testid: "stage-note" });
+    this.error = h("p", { class: "step-error", testid: "stage-error" });
     this.el = h("li", { class: "step", testid: "stage", dataset: { stage: stage.name } },
       h("span", { class: "step-line" }, this.icon, this.name, this.status, this.model, this.time),
-      this.retries, this.error);
+      this.note, this.error);
   }
 
   update(stage, skewMs) {
@@ -88,12 +88,14 @@ class StepView {
     const model = stage.status === "running" && stage.nextModel ? `→ ${stage.nextModel}` : stage.model || "";
     setText(this.model, model);
     this.tick(stage, skewMs);
-    if (this.retries.childElementCount !== stage.retries.length) {
-      this.retries.replaceChildren(...stage.retries.map((r) => h("li", { testid: "stage-retry", text: retryText(r) })));
-    }
-    show(this.retries, stage.retries.length > 0);
-    setText(this.error, stage.status === "failed" ? stage.error || "failed" : "");
-    show(this.error, stage.status === "failed" && Boolean(stage.error));
+    // One sentence at a time: the retry under way, or why the stage failed (raw texts are
+    // in the run's details).
+    const retrying = stage.status === "running" && stage.retries.length > 0;
+    setText(this.note, retrying ? retryingSentence(stage.retries.at(-1)) : "");
+    show(this.note, retrying);
+    const failed = stage.status === "failed";
+    setText(this.error, failed ? stageFailedSentence(stage) : "");
+    show(this.error, failed);
   }
 
   tick(stage, skewMs) {
@@ -102,29 +104,61 @@ class StepView {
   }
 }
 
+/** Partial text of a stage that stopped (cancelled or failed), kept and marked as such. */
+class StoppedView {
+  constructor(stage) {
+    this.label = h("p", { class: "stopped-label", testid: "stopped-label" });
+    this.text = h("div", { class: "stopped-text markdown", testid: "stopped-text" });
+    this.view = new MarkdownView(this.text);
+    this.el = h("section", { class: "stopped", testid: "stopped-output", dataset: { stage: stage.name } },
+      this.label, this.text);
+  }
+
+  update(stage) {
+    this.el.dataset.status = stage.status;
+    const how = stage.status === "cancelled" ? "stopped when you cancelled" : "stopped when it failed";
+    setText(this.label, `${stage.name}: partial text, ${how}`);
+    this.view.set(stage.partial);
+  }
+}
+
+const ANNOUNCE = {
+  running: (name) => `${name} stage started.`,
+  completed: (name) => `${name} stage finished.`,
+};
+
 export class RunView {
-  /** actions: onCancel(run), onRetry(run), skewMs() */
+  /** actions: onCancel(run), onRetry(run), skewMs(), announce(text) */
   constructor(run, actions) {
     this.actions = actions;
     this.run = run;
     this.steps = [];
+    this.heard = null; // statuses already announced (null: nothing yet, the first look is silent)
     this.badge = h("span", { class: "badge", testid: "run-status" });
     this.usage = h("span", { class: "muted run-usage", testid: "run-usage" });
     this.cancel = h("button", { type: "button", class: "secondary", testid: "cancel-run", on: { click: () => this.onCancel() } }, "Cancel");
     this.retry = h("button", { type: "button", class: "primary", testid: "retry-run", on: { click: () => this.onRetry() } }, "Retry");
     this.stepper = h("ol", { class: "stepper", testid: "stepper", "aria-label": "Pipeline stages" });
     this.streamLabel = h("div", { class: "stream-label muted", testid: "stream-stage" });
-    this.streamText = h("div", { class: "stream-text", testid: "stream-text" });
-    this.stream = h("div", { class: "stream", testid: "stream", "aria-live": "polite" }, this.streamLabel, this.streamText);
-    this.error = h("p", { class: "run-error", testid: "run-error", role: "alert" });
+    this.streamText = h("div", { class: "stream-text markdown", testid: "stream-text" });
+    this.streamView = new MarkdownView(this.streamText, { live: true });
+    // Not a live region: it changes many times a second. Stage changes are announced once.
+    this.stream = h("div", { class: "stream", testid: "stream" }, this.streamLabel, this.streamText);
+    this.stopped = h("div", { class: "stopped-list" });
+    this.stoppedViews = new Map();
+    this.error = h("p", { class: "run-error", testid: "run-error" });
+    this.detailsList = h("ul", { class: "failure-list" });
+    this.details = h("details", { class: "failure-details", testid: "failure-details" },
+      h("summary", { text: "Details" }), this.detailsList);
     this.outputs = new StageOutputs();
     this.el = h("li", { class: "run-card", testid: "run", dataset: { runId: run.run_id } },
       h("div", { class: "run-head" }, h("span", { class: "run-title" }, "Pipeline"), this.badge, this.usage,
         h("span", { class: "spacer" }), this.cancel, this.retry),
-      this.stepper, this.stream, this.error, this.outputs.el);
+      this.stepper, this.stream, this.stopped, this.error, this.details, this.outputs.el);
   }
 
-  update(run, { latest = true } = {}) {
+  /** latest: the session's latest run; live: it appeared while the session was open. */
+  update(run, { latest = true, live = false } = {}) {
     this.run = run;
     this.el.dataset.status = run.status;
     setText(this.badge, STATUS_LABEL[run.status] ?? run.status);
@@ -133,10 +167,56 @@ export class RunView {
     this.updateButtons(run, latest);
     this.updateSteps(run);
     this.updateStream(run);
-    const error = run.status === "failed" ? run.error || "The run failed." : "";
-    setText(this.error, run.status === "cancelled" ? "Cancelled." : error);
-    show(this.error, run.status === "failed" || run.status === "cancelled");
+    this.updateStopped(run);
+    this.updateError(run);
     this.outputs.update(run.stages);
+    this.announce(run, live);
+  }
+
+  updateError(run) {
+    const error = run.status === "failed" ? runFailedSentence(run) : run.status === "cancelled" ? "Cancelled." : "";
+    setText(this.error, error);
+    show(this.error, Boolean(error));
+    const lines = failureDetails(run);
+    if (this.detailsList.childElementCount !== lines.length) {
+      this.detailsList.replaceChildren(...lines.map((line) =>
+        h("li", { testid: "failure-detail" }, h("span", { class: "failure-what", text: `${line.label}: ` }), h("code", { text: line.text }))));
+    }
+    show(this.details, lines.length > 0 && run.status !== "completed");
+  }
+
+  updateStopped(run) {
+    const stages = stoppedStages(run);
+    for (const [index, view] of this.stoppedViews) {
+      if (!stages.some((s) => s.index === index)) {
+        view.el.remove();
+        this.stoppedViews.delete(index);
+      }
+    }
+    for (const stage of stages) {
+      let view = this.stoppedViews.get(stage.index);
+      if (!view) {
+        view = new StoppedView(stage);
+        this.stoppedViews.set(stage.index, view);
+        this.stopped.append(view.el);
+      }
+      view.update(stage);
+    }
+    show(this.stopped, stages.length > 0);
+  }
+
+  announce(run, live) {
+    const now = new Map(run.stages.map((s) => [s.name, s.status]));
+    // A run already there when the session opened is not news; one that appears live is.
+    const before = this.heard ?? (live ? new Map() : null);
+    this.heard = now;
+    now.runStatus = run.status;
+    if (!before || !this.actions.announce) return;
+    for (const [name, status] of now) {
+      if (before.get(name) !== status && ANNOUNCE[status]) this.actions.announce(ANNOUNCE[status](name));
+    }
+    if (before.runStatus !== run.status && run.status === "cancelled") this.actions.announce("The run was cancelled.");
+    if (before.runStatus !== run.status && run.status === "failed") this.actions.announce(runFailedSentence(run));
   }
 
   updateButtons(run, latest) {
@@ -165,12 +245,12 @@ export class RunView {
     show(this.stream, Boolean(stage) || queued);
     if (!stage) {
       setText(this.streamLabel, queued ? "Waiting for a worker…" : "");
-      setText(this.streamText, "");
+      this.streamView.set("");
       return;
     }
     this.stream.dataset.stage = stage.name;
     setText(this.streamLabel, stage.partial || stage.gap ? `${stage.name} is writing…` : `${stage.name} is thinking…`);
-    setText(this.streamText, stage.gap ? `… ${stage.partial.trimStart()}` : stage.partial);
+    this.streamView.set(stage.gap ? `… ${stage.partial.trimStart()}` : stage.partial);
   }
 
   /** Advance elapsed-time counters (called every second). */

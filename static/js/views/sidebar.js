@@ -1,4 +1,4 @@
-// The session list: newest first, status badges, relative times, inline rename,
+// The session list: most recent activity first, server-side search, status badges, relative times, inline rename,
 // delete with confirmation, and "load more" over the paginated API.
 
 import { byTestId, h, icon, setText, show } from "../util/dom.js";
@@ -12,7 +12,11 @@ export class Sidebar {
    * onRenamed(session) after a rename;
    * confirm(message) resolves true to go ahead.
    */
-  constructor(root, { api, onOpen, onDeleted, onRenamed, confirm, onError }) {
+  constructor(root, { api, onOpen, onDeleted, onRenamed, confirm, onError, onListed = () => {} }) {
+    this.onListed = onListed;
+    this.query = ""; // the search shown ("" = all sessions)
+    this.loaded = false; // a first page arrived
+    this.listToken = 0; // answers to older requests (a search typed further) are ignored
     this.root = root;
     this.api = api;
     this.onOpen = onOpen;
@@ -28,12 +32,14 @@ export class Sidebar {
     this.items = new Map(); // id -> <li>
     this.total = 0;
     this.activeId = null;
+    this.loaded = false;
     this.more.addEventListener("click", () => this.loadMore());
     this.clock = setInterval(() => this.refreshTimes(), 60_000);
   }
 
   /** Load the first page again (sign-in, reconnect). */
   async reload() {
+    this.listToken++;
     this.sessions.clear();
     this.items.clear();
     this.list.replaceChildren();
@@ -45,8 +51,11 @@ export class Sidebar {
   async loadMore() {
     this.more.disabled = true;
     show(this.error, false);
+    const token = this.listToken;
     try {
-      const page = await this.api.listSessions(this.sessions.size, PAGE);
+      const page = await this.api.listSessions(this.sessions.size, PAGE, this.query);
+      if (token !== this.listToken) return;
+      this.loaded = true;
       this.total = Number(page?.total) || 0;
       for (const session of page?.items || []) this.upsert(session, { atTop: false });
     } catch (err) {
@@ -58,9 +67,20 @@ export class Sidebar {
     }
   }
 
+  /** Search titles and message text (server-side); "" lists every session again. */
+  search(text) {
+    const query = text.trim();
+    if (query === this.query) return Promise.resolve();
+    this.query = query;
+    this.root.dataset.searching = String(Boolean(query));
+    return this.reload();
+  }
+
   updateFooter() {
     show(this.more, this.sessions.size < this.total);
-    show(this.empty, this.sessions.size === 0 && this.error.hidden);
+    setText(this.empty, this.query ? `No sessions match “${this.query}”.` : "No sessions yet.");
+    show(this.empty, this.loaded && this.sessions.size === 0 && this.error.hidden);
+    this.onListed();
   }
 
   /** Add or refresh one session (new ones go on top). */
@@ -68,7 +88,10 @@ export class Sidebar {
     if (!session || typeof session.session_id !== "string") return;
     const id = session.session_id;
     const isNew = !this.sessions.has(id);
-    const merged = { ...this.sessions.get(id), ...session };
+    const known = this.sessions.get(id);
+    const merged = { ...known, ...session };
+    // Ordered by last activity: a session that moved goes to the top.
+    const active = known && session.updated_at && session.updated_at > (known.updated_at || "");
     this.sessions.set(id, merged);
     let item = this.items.get(id);
     if (!item) {
@@ -81,7 +104,7 @@ export class Sidebar {
         this.list.prepend(item);
         this.total += 1;
       } else this.list.append(item);
-    }
+    } else if (active && atTop && this.list.firstElementChild !== item) this.list.prepend(item);
     this.updateFooter();
   }
 
@@ -96,13 +119,15 @@ export class Sidebar {
   /** Fetch the first page again and merge it (after a reconnect); keeps later pages. */
   async refresh() {
     try {
-      const page = await this.api.listSessions(0, PAGE);
+      const page = await this.api.listSessions(0, PAGE, this.query);
       const items = page?.items || [];
       for (const session of [...items].reverse()) {
         if (this.sessions.has(session.session_id)) this.upsert(session);
         else this.upsert(session, { atTop: true });
       }
       this.total = Math.max(Number(page?.total) || 0, this.sessions.size);
+      this.loaded = true;
+      show(this.error, false); // whatever failed before, the list loads now
       this.updateFooter();
     } catch {
       // the next reconnect or reload tries again
@@ -144,7 +169,9 @@ export class Sidebar {
 
   fill(item, session) {
     const title = sessionTitle(session);
-    setText(item.querySelector("[data-testid=session-title]"), title);
+    const titleEl = item.querySelector("[data-testid=session-title]");
+    setText(titleEl, title);
+    titleEl.title = title; // the whole title, when one line cuts it
     const badge = item.querySelector("[data-testid=session-status]");
     setText(badge, session.status || "idle");
     badge.dataset.status = session.status || "idle";
@@ -234,6 +261,7 @@ export class Sidebar {
     this.list.replaceChildren();
     this.total = 0;
     this.activeId = null;
+    this.loaded = false;
     show(this.more, false);
     show(this.empty, false);
   }

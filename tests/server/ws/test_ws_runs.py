@@ -96,7 +96,7 @@ async def test_cancel_unknown_run_is_not_found(faked: tuple[Ws, FakeRunService])
     ws = await tools.connect(await tools.user())
     reply = await tools.call(ws, {"id": 1, "type": "cancel", "run_id": "nope"})
     assert reply == {
-        "id": 1, "type": "error", "error": {"code": "not_found", "message": "run not found"}
+        "id": 1, "type": "error", "error": {"code": "not_found", "message": "Run not found"}
     }  # fmt: skip
     await ws.close()
 

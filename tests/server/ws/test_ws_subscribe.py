@@ -42,7 +42,7 @@ async def test_subscribe_other_users_session_is_not_found(ws_tools: Ws) -> None:
     ws = await ws_tools.connect(other)
     reply = await ws_tools.call(ws, {"id": 1, "type": "subscribe", "session_id": session_id})
     assert reply == {
-        "id": 1, "type": "error", "error": {"code": "not_found", "message": "session not found"}
+        "id": 1, "type": "error", "error": {"code": "not_found", "message": "Session not found"}
     }  # fmt: skip
     await ws.close()
 
@@ -50,7 +50,7 @@ async def test_subscribe_other_users_session_is_not_found(ws_tools: Ws) -> None:
 async def test_subscribe_missing_session_is_not_found(ws_tools: Ws) -> None:
     ws = await ws_tools.connect(await ws_tools.user())
     reply = await ws_tools.call(ws, {"id": 1, "type": "subscribe", "session_id": "nope"})
-    assert reply["error"] == {"code": "not_found", "message": "session not found"}
+    assert reply["error"] == {"code": "not_found", "message": "Session not found"}
     await ws.close()
 
 
