@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from server import keys
 from server.auth.identity import Identity
@@ -51,6 +52,8 @@ def error_for(exc: Exception) -> tuple[str, str] | None:
     if isinstance(exc, ApiError):
         # NotFound → not_found, SessionBusy → session_busy, RateLimited → rate_limited...
         return exc.code, exc.message
+    if isinstance(exc, RedisError):  # a Redis outage: the client may try again, never 1011
+        return "unavailable", "The service is briefly unavailable; try again."
     return None
 
 
