@@ -48,6 +48,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class QuietHousekeeping(logging.Filter):
+    """Drop arq's INFO lines about the reaper's cron job (every few seconds, mostly idle).
+
+    The reaper logs a WARNING of its own when it took something over.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but arq's INFO lines naming the reaper job."""
+        return not (record.levelno <= logging.INFO and "reap_stale_runs" in record.getMessage())
+
+
 def configure_logging(level: str) -> None:
     """Send JSON logs to stderr at the given level (idempotent)."""
     root = logging.getLogger()
@@ -56,6 +67,7 @@ def configure_logging(level: str) -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(QuietHousekeeping())
     handler._chorus = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
