@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import RedisError
 
 from server import keys
 from server.auth.identity import Identity, bearer_token, cookie_token, origin_allowed, resolve_token
@@ -60,6 +61,9 @@ async def authenticate_socket(
             user, claims = await resolve_token(request, token)
         except Unauthorized:
             pass
+        except RedisError:  # the denylist cannot be read: fail closed, "try again later"
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"service unavailable")
+            return None
         else:
             return Identity(user=user, claims=claims, via=via, token=token)
     await ws.close(code=AUTH_FAILED, message=reason.encode())

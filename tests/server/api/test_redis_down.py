@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import WSCloseCode, WSMsgType
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server import keys
@@ -38,3 +39,15 @@ async def test_api_answers_503_while_redis_is_down(
 def test_a_websocket_command_meeting_a_redis_outage_is_unavailable() -> None:
     code, message = error_for(RedisConnectionError("Connection refused")) or ("", "")
     assert code == "unavailable" and "try again" in message
+
+
+async def test_a_socket_authenticating_while_redis_is_down_is_told_to_retry(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    down = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = await aiohttp_client(create_app(down))
+    token, _claims = client.app[keys.TOKENS].issue(User(email="b@example.test", password_hash="x"))
+    ws = await client.ws_connect("/api/v1/ws")
+    await ws.send_json({"type": "auth", "token": token})
+    msg = await ws.receive(timeout=30)
+    assert msg.type is WSMsgType.CLOSE and msg.data == WSCloseCode.TRY_AGAIN_LATER  # 1013
