@@ -18,7 +18,7 @@ from server.config import Settings
 from server.cors import setup_cors
 from server.errors import error_middleware
 from server.metrics import Metrics
-from server.middlewares import request_context
+from server.middlewares import reject_undecodable, request_context
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
 from server.redis_keys import RedisKeys
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.redis_url is None or settings.secret_key is None:
         raise ValueError("create_app needs redis_url and secret_key resolved")
     app = web.Application(
-        middlewares=[request_context, error_middleware],
+        middlewares=[request_context, error_middleware, reject_undecodable],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PIPELINES] = AgentRegistry.load(
         settings.pipelines_file, demo_url=settings.demo_model_url
     )
+    app[keys.PIPELINES].check_startable()
     app[keys.DEMO_MODEL_ACTIVE] = settings.demo_model_url is not None
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)

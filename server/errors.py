@@ -61,6 +61,13 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class UnknownPipelineError(ApiError):
+    """The session's pipeline is no longer in the pipelines file."""
+
+    status = 422
+    code = "unknown_pipeline"
+
+
 class Conflict(ApiError):
     status = 409
     code = "conflict"

@@ -10,6 +10,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server import keys
+from server.api.decode import undecodable_header
+from server.errors import error_response
 from server.logs import request_id_var, run_id_var, session_id_var, user_id_var
 
 access_log = logging.getLogger("chorus.access")
@@ -56,3 +58,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             "%s %s %s", request.method, request.path, status,
             extra={"status": status, "ms": round(elapsed * 1000, 2), "remote": request.remote},
         )  # fmt: skip
+
+
+@web.middleware
+async def reject_undecodable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request whose headers are not UTF-8 (400 ``invalid_header``), on every route.
+
+    Header bytes that are not UTF-8 (a forged ``Authorization``, a session cookie, a
+    ``Host``) reach handlers as lone surrogates, which the JWT, cookie and template code
+    cannot encode again; one check here keeps them out of everything behind it.
+    """
+    name = undecodable_header(request.headers)
+    if name is not None:
+        return error_response(400, "invalid_header", f"header {name}: not valid UTF-8")
+    return await handler(request)

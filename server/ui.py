@@ -43,10 +43,14 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def content_security_policy(request: web.Request, api_base: str) -> str:
-    """Return the page's CSP: own scripts and styles only; API and socket origins named."""
-    host = request.host
-    connect = ["'self'", f"ws://{host}", f"wss://{host}"]
+def content_security_policy(api_base: str) -> str:
+    """Return the page's CSP: own scripts and styles only; API and socket origins named.
+
+    Built from settings alone, never from the request: a ``Host`` header copied in here
+    could add directives (``Host: x; report-uri ...``). ``'self'`` covers the page's own
+    ``ws:``/``wss:`` origin (CSP Level 3, in every current browser).
+    """
+    connect = ["'self'"]
     api_origin = _origin(api_base) if api_base else None
     if api_origin is not None:
         socket_origin = api_origin.replace("http", "ws", 1)
@@ -82,7 +86,7 @@ class UiFiles:
         headers = {
             "Content-Type": CONTENT_TYPES[".html"],
             "Cache-Control": ASSET_CACHE,
-            "Content-Security-Policy": content_security_policy(request, api_base),
+            "Content-Security-Policy": content_security_policy(api_base),
             "Referrer-Policy": "same-origin",
             "X-Frame-Options": "DENY",
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -11,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from server import keys
+from server.api.decode import InputError, parse_json
 from server.errors import (
     InvalidRequest,
     MalformedJson,
@@ -48,10 +48,10 @@ async def read_json(request: web.Request) -> Any:
         raise PayloadTooLarge(f"request body exceeds {limit} bytes") from None
     try:
         if len(raw) > _THREAD_PARSE_BYTES:
-            return await asyncio.to_thread(json.loads, raw)
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedJson("request body is not valid JSON") from None
+            return await asyncio.to_thread(parse_json, raw)
+        return parse_json(raw)
+    except InputError as exc:
+        raise MalformedJson(f"request body {exc}") from None
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -22,6 +22,7 @@ from typing import TypeVar
 import bcrypt
 
 _T = TypeVar("_T")
+MAX_PASSWORD_BYTES = 72  # bcrypt's input limit
 
 
 def _lower_priority() -> None:
@@ -61,13 +62,21 @@ class PasswordHasher:
         return digest.decode()
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
-        """Check a password; with no hash, spend the same time and answer False."""
+        """Check a password; with no hash, or one too long to be set, spend the time and say no.
+
+        bcrypt refuses input over 72 bytes, and registration refuses such passwords: one
+        can never match, but its check costs the same as any other (no timing oracle).
+        """
+        candidate = password.encode()
+        too_long = len(candidate) > MAX_PASSWORD_BYTES
+        candidate = candidate[:MAX_PASSWORD_BYTES]
         if password_hash is None:
             if self._dummy is None:
                 self._dummy = (await self.hash("chorus-timing-equaliser")).encode()
-            await self._run(bcrypt.checkpw, password.encode(), self._dummy)
+            await self._run(bcrypt.checkpw, candidate, self._dummy)
             return False
-        return await self._run(bcrypt.checkpw, password.encode(), password_hash.encode())
+        matches = await self._run(bcrypt.checkpw, candidate, password_hash.encode())
+        return matches and not too_long
 
     async def close(self, _app: object = None) -> None:
         """Stop the hashing threads (an aiohttp ``on_cleanup`` handler)."""

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from server.api.body import RequestModel
+from server.auth.passwords import MAX_PASSWORD_BYTES
 
 # Deliberately simple: one @, a dot in the domain, no spaces. Delivery proves the rest.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -21,7 +22,7 @@ def _email(value: str) -> str:
 
 
 def _password(value: str) -> str:
-    if len(value.encode()) > 72:
+    if len(value.encode()) > MAX_PASSWORD_BYTES:
         raise ValueError("password must be at most 72 bytes (bcrypt's limit)")
     return value
 

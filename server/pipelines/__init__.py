@@ -14,6 +14,7 @@ from server.pipelines.registry import (
     Provider,
     Stage,
     UnknownName,
+    UnknownPipeline,
 )
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Provider",
     "Stage",
     "UnknownName",
+    "UnknownPipeline",
     "build_messages",
     "render_system",
 ]

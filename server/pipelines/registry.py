@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from server.errors import UnknownPipelineError
 from server.pipelines import prompts
 from server.pipelines.schema import PipelinesFile, ProviderSpec
 from server.pipelines.validation import (
@@ -34,6 +35,13 @@ class UnknownName(LookupError):
     """No pipeline, agent, model or provider has that name."""
 
 
+class UnknownPipeline(UnknownName, UnknownPipelineError):
+    """No pipeline has that name (a session's pipeline removed from the file): 422 to clients."""
+
+    def __init__(self, message: str) -> None:
+        UnknownPipelineError.__init__(self, message)
+
+
 @dataclass(frozen=True)
 class Provider:
     """An OpenAI-compatible endpoint; ``problem`` says why it cannot be called, if it cannot."""
@@ -45,6 +53,8 @@ class Provider:
     output_usd_per_million: float
     rpm: int | None
     problem: str | None = None
+    # The ${NAME} of base_url left unfilled, if any (the embedded mode fills DEMO_MODEL_URL).
+    missing_url: str | None = None
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Return the price in USD of a call's tokens."""
@@ -92,21 +102,24 @@ class Pipeline:
 
 
 def _resolve_url(template: str, urls: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Fill ``${NAME}`` placeholders; return (url, None) or (None, the first missing name)."""
     missing = [name for name in _PLACEHOLDER.findall(template) if not urls.get(name)]
     if missing:
-        return None, f"base_url needs ${{{missing[0]}}}, which was not given"
+        return None, missing[0]
     return _PLACEHOLDER.sub(lambda m: urls[m[1]].rstrip("/"), template), None
 
 
 def _provider(
     name: str, spec: ProviderSpec, urls: Mapping[str, str], env: Mapping[str, str]
 ) -> Provider:
-    base_url, problem = _resolve_url(spec.base_url, urls)
+    base_url, missing = _resolve_url(spec.base_url, urls)
+    problem = None if missing is None else f"base_url needs ${{{missing}}}, which was not given"
     api_key = env.get(spec.api_key_env) if spec.api_key_env else None
     if problem is None and spec.api_key_env and not api_key:
         problem = f"the environment variable {spec.api_key_env} (its API key) is not set"
     return Provider(
         name=name, base_url=base_url, api_key=api_key or None, problem=problem,
+        missing_url=missing,
         input_usd_per_million=spec.input_usd_per_million,
         output_usd_per_million=spec.output_usd_per_million, rpm=spec.rpm,
     )  # fmt: skip
@@ -195,8 +208,11 @@ class AgentRegistry:
         return tuple(self._pipelines)
 
     def pipeline(self, name: str) -> Pipeline:
-        """Return a pipeline; raise UnknownName if there is none of that name."""
-        return _lookup(self._pipelines, name, "pipeline")
+        """Return a pipeline; raise UnknownPipeline (an UnknownName) if there is none."""
+        try:
+            return self._pipelines[name]
+        except KeyError:
+            raise UnknownPipeline(f"unknown pipeline {name!r}") from None
 
     def agent(self, name: str) -> Agent:
         """Return an agent; raise UnknownName if there is none of that name."""
@@ -213,6 +229,31 @@ class AgentRegistry:
     def providers(self) -> tuple[Provider, ...]:
         """Return every provider."""
         return tuple(self._providers.values())
+
+    def used_providers(self) -> tuple[Provider, ...]:
+        """Return the providers some pipeline's agent may call, in file order."""
+        used = {
+            self._models[model].provider
+            for pipeline in self._pipelines.values()
+            for stage in pipeline.stages
+            for model in self._agents[stage.agent].models
+        }
+        return tuple(p for p in self._providers.values() if p.name in used)
+
+    def check_startable(self) -> None:
+        """Raise PipelinesError if a provider the pipelines use could never be called.
+
+        An unset API-key variable, or a ``${NAME}`` in base_url nothing fills in, would
+        fail every run at run time; refuse them at start. ``${DEMO_MODEL_URL}`` alone is
+        left open: the embedded mode starts the demo model and fills it in.
+        """
+        problems = [
+            f"providers.{p.name}: {p.problem}"
+            for p in self.used_providers()
+            if p.problem is not None and p.missing_url != DEMO_URL_VARIABLE
+        ]
+        if problems:
+            raise PipelinesError("pipelines file: " + "; ".join(problems))
 
     def build_messages(
         self,

@@ -136,11 +136,12 @@ async def list_messages(request: web.Request) -> web.Response:
     query = parse_query(request.query, ListMessagesQuery)
     session = await _own_session(request, identity.user.user_id)
     messages = await request.app[keys.STORE].list_messages(
-        identity.user.user_id, session.session_id, limit=query.limit, before=query.before
-    )
-    full_page = len(messages) == query.limit
-    next_before = format_ts(messages[0].created_at) if full_page else None
+        identity.user.user_id, session.session_id, limit=query.limit, before=query.before,
+        before_id=query.before_id,
+    )  # fmt: skip
+    oldest = messages[0] if len(messages) == query.limit else None
     return web.json_response(
         {"items": [m.model_dump(mode="json") for m in messages], "limit": query.limit,
-         "next_before": next_before}
+         "next_before": format_ts(oldest.created_at) if oldest else None,
+         "next_before_id": oldest.message_id if oldest else None}
     )  # fmt: skip

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from server.api.body import QueryModel, RequestModel
 
 Title = Annotated[str, Field(max_length=200)]
 PipelineName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """Read a timestamp as UTC (naive means UTC); refuse one that UTC cannot hold."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("timestamp out of range") from None
+
+
+Cursor = Annotated[datetime, AfterValidator(_in_utc)]
 StatusFilter = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
 
 
@@ -34,7 +48,8 @@ class ListSessionsQuery(QueryModel):
 
 class ListMessagesQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
-    before: datetime | None = None
+    before: Cursor | None = None
+    before_id: MessageId | None = None
 
 
 class PostMessageBody(RequestModel):

@@ -90,9 +90,20 @@ class Store(Protocol):
         """Insert a message once: False (and no write) if its message_id exists."""
 
     async def list_messages(
-        self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        limit: int,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> list[Message]:
-        """Return the ``limit`` newest messages older than ``before``, oldest first."""
+        """Return the ``limit`` newest messages before a cursor, oldest first.
+
+        The cursor is ``(before, before_id)``: messages created before ``before``, and with
+        ``before_id`` also those created at ``before`` whose id sorts below it, so messages
+        sharing a timestamp are never skipped between pages.
+        """
 
     # runs
     async def insert_run(self, run: Run) -> None:

@@ -29,9 +29,8 @@ def _as_utc(value: Any) -> Any:
 
 def format_ts(value: datetime) -> str:
     """Format a timestamp as fixed-width ISO 8601 UTC, so text order is time order."""
-    return (
-        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    )
+    utc = value.astimezone(UTC)  # the year padded by hand: strftime's %Y gives "1" for year 1
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 Timestamp = Annotated[

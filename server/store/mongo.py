@@ -249,11 +249,23 @@ class MongoStore:
         return True
 
     async def list_messages(
-        self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        limit: int,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> list[Message]:
-        """Return the ``limit`` newest messages older than ``before``, oldest first."""
+        """Return the ``limit`` newest messages before the cursor, oldest first (see Store)."""
         query = _eq(session_id=session_id, user_id=user_id)
-        if before is not None:
+        if before is not None and before_id is not None:
+            when = to_bson(before)
+            query["$or"] = [
+                {"created_at": {"$lt": when}},
+                {"created_at": {"$eq": when}, "_id": {"$lt": before_id}},
+            ]
+        elif before is not None:
             query["created_at"] = {"$lt": to_bson(before)}
         order = [("created_at", DESCENDING), ("_id", DESCENDING)]
         return (await self._many(Message, "messages", query, sort=order, limit=limit))[::-1]

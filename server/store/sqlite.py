@@ -226,13 +226,23 @@ class SqliteStore:
         return len(await self._write(sql, (message.model_dump_json(),))) == 1
 
     async def list_messages(
-        self, user_id: str, session_id: str, *, limit: int, before: datetime | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        limit: int,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> list[Message]:
-        """Return the ``limit`` newest messages older than ``before``, oldest first."""
+        """Return the ``limit`` newest messages before the cursor, oldest first (see Store)."""
         if limit <= 0:
             return []
         where, params = "session_id = ? AND user_id = ?", [session_id, user_id]
-        if before is not None:
+        if before is not None and before_id is not None:
+            when = to_json(before)
+            where += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            params += [when, when, before_id]
+        elif before is not None:
             where, params = where + " AND created_at < ?", [*params, to_json(before)]
         sql = f"SELECT doc FROM messages WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?"
         return _load(Message, await self._rows(sql, [*params, limit]))[::-1]

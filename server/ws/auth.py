@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from redis.exceptions import RedisError
 
 from server import keys
+from server.api.decode import InputError, parse_json
 from server.auth.identity import Identity, bearer_token, cookie_token, origin_allowed, resolve_token
 from server.errors import Forbidden, Unauthorized
 from server.ws.protocol import AUTH_FAILED
@@ -37,8 +37,8 @@ async def first_frame_token(ws: web.WebSocketResponse, timeout_s: float) -> tupl
     if msg.type is not WSMsgType.TEXT:
         return None, "authentication required"
     try:
-        frame = json.loads(msg.data)
-    except (ValueError, RecursionError):
+        frame = parse_json(msg.data)
+    except InputError:
         return None, "authentication required"
     if not isinstance(frame, dict) or frame.get("type") != "auth":
         return None, "authentication required"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from server import keys
+from server.api.decode import InputError, parse_json
 from server.auth.identity import Identity
 from server.auth.tokens import TokenError
 from server.errors import ApiError, InvalidRequest, describe_validation
@@ -233,9 +233,9 @@ class Connection:
 
     def _envelope(self, text: str) -> tuple[int, Command[Any], dict[str, Any]]:
         try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError):
-            raise BadFrame(None, INVALID_MESSAGE, "frame is not valid JSON") from None
+            frame = parse_json(text)
+        except InputError as exc:
+            raise BadFrame(None, INVALID_MESSAGE, f"frame {exc}") from None
         if not isinstance(frame, dict):
             raise BadFrame(None, INVALID_MESSAGE, "frame must be a JSON object")
         cmd_id = frame.get("id")

@@ -114,8 +114,10 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
     getSession: (id) => request("GET", `/api/v1/sessions/${enc(id)}`),
     renameSession: (id, title) => request("PATCH", `/api/v1/sessions/${enc(id)}`, { title }),
     deleteSession: (id) => request("DELETE", `/api/v1/sessions/${enc(id)}`),
-    listMessages: (id, before, limit = 50) =>
-      request("GET", `/api/v1/sessions/${enc(id)}/messages?limit=${limit}&before=${enc(before)}`),
+    listMessages: (id, { before, beforeId }, limit = 50) => {
+      const cursor = `before=${enc(before)}` + (beforeId ? `&before_id=${enc(beforeId)}` : "");
+      return request("GET", `/api/v1/sessions/${enc(id)}/messages?limit=${limit}&${cursor}`);
+    },
     postMessage: (id, content) =>
       request("POST", `/api/v1/sessions/${enc(id)}/messages`, { content }),
     getRun: (id) => request("GET", `/api/v1/runs/${enc(id)}`),

@@ -21,7 +21,8 @@ export class SessionModel {
     this.session = null;
     this.messages = new Map();
     this.runs = new Map();
-    this.olderCursor = null; // created_at to page back from; null = nothing older
+    // {before, beforeId}: the (created_at, message_id) to page back from; null = nothing older
+    this.olderCursor = null;
     this.loaded = false;
     this.version = 0;
   }
@@ -31,7 +32,11 @@ export class SessionModel {
     const { messages = [], active_run: activeRun = null, ...session } = body || {};
     this.session = { ...this.session, ...session };
     const list = Array.isArray(messages) ? messages : [];
-    if (!this.loaded) this.olderCursor = list.length >= RECENT_PAGE ? list[0].created_at : null;
+    if (!this.loaded) {
+      const oldest = list[0];
+      this.olderCursor =
+        list.length >= RECENT_PAGE ? { before: oldest.created_at, beforeId: oldest.message_id } : null;
+    }
     for (const message of list) this.upsertMessage(message);
     if (activeRun && activeRun.run_id) this.upsertRun(activeRun, "rest");
     this.loaded = true;
@@ -41,7 +46,8 @@ export class SessionModel {
   /** Add an older page of GET /sessions/{id}/messages. */
   addOlder(page) {
     for (const message of page?.items || []) this.upsertMessage(message);
-    this.olderCursor = str(page?.next_before);
+    const before = str(page?.next_before);
+    this.olderCursor = before ? { before, beforeId: str(page?.next_before_id) } : null;
     this.version++;
   }
 

@@ -30,7 +30,7 @@ async def test_malformed_json_then_the_connection_keeps_working(ws_tools: Ws) ->
 async def test_deeply_nested_json_is_invalid_message(ws_tools: Ws) -> None:
     ws = await ws_tools.connect(await ws_tools.user())
     await ws.send_str("[" * 30_000 + "]" * 30_000)
-    assert await recv(ws) == _error(None, "invalid_message", "frame is not valid JSON")
+    assert await recv(ws) == _error(None, "invalid_message", "frame is nested too deeply")
     await ws.close()
 
 
