@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import keys
-from server.app import create_app
+from server.app import create_app, runner_options
 from server.banner import announce
 from server.cli import run_cli, wait_for_stop_signal
 from server.config import Settings
@@ -18,7 +18,9 @@ async def serve(settings: Settings) -> None:
         resolved = embedded.settings
         app = create_app(resolved)
         embedded.expose_metrics(app[keys.METRICS].registry)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=10, **runner_options(resolved)
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, resolved.host, resolved.port)

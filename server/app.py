@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from aiohttp import web
 from aiohttp_session import setup as setup_sessions
@@ -10,6 +11,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server import keys
 from server.api.health import routes as health_routes
+from server.api.metrics import setup_metrics
 from server.api.openapi import setup_openapi
 from server.api.usage import routes as usage_routes
 from server.auth.passwords import PasswordHasher
@@ -18,9 +20,10 @@ from server.config import Settings
 from server.cors import setup_cors
 from server.errors import error_middleware
 from server.metrics import Metrics
-from server.middlewares import reject_undecodable, request_context
+from server.middlewares import hide_server_version, reject_undecodable, request_context
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
+from server.proxies import TrustedProxies
 from server.redis_keys import RedisKeys
 from server.resources import redis_ctx, run_service_ctx, store_ctx
 from server.runs.routes import routes as run_routes
@@ -50,7 +53,12 @@ def create_app(settings: Settings) -> web.Application:
     if settings.redis_url is None or settings.secret_key is None:
         raise ValueError("create_app needs redis_url and secret_key resolved")
     app = web.Application(
-        middlewares=[request_context, error_middleware, reject_undecodable],
+        middlewares=[
+            TrustedProxies(settings.trusted_proxies).middleware,
+            request_context,
+            error_middleware,
+            reject_undecodable,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -68,6 +76,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(run_service_ctx)
     setup_sessions(app, _cookie_storage(settings))
     app.add_routes(health_routes)
+    setup_metrics(app)
+    app.on_response_prepare.append(hide_server_version)
     app.add_routes(auth_routes)
     app.add_routes(session_routes)
     app.add_routes(run_routes)
@@ -78,3 +88,12 @@ def create_app(settings: Settings) -> web.Application:
     setup_cors(app)
     setup_ui(app)
     return app
+
+
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """Options of the AppRunner serving the app (``python -m server`` and tests alike).
+
+    ``keepalive_timeout`` is also aiohttp's deadline for a connection's first request
+    headers: a half-sent request is dropped after it.
+    """
+    return {"keepalive_timeout": settings.http_idle_timeout_s}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,25 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
 
 
+def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the abuse-limit, proxy, metrics and timeout settings."""
+    d = Settings
+    return {
+        "ws_queue_bytes": _int(env, "WS_QUEUE_BYTES", d.ws_queue_bytes, 64 * 1024),
+        "ws_rate_per_s": _float(env, "WS_RATE_PER_S", d.ws_rate_per_s),
+        "ws_rate_burst": _int(env, "WS_RATE_BURST", d.ws_rate_burst, 1),
+        "ws_max_per_user": _int(env, "WS_MAX_PER_USER", d.ws_max_per_user, 1),
+        "ws_max_pending": _int(env, "WS_MAX_PENDING", d.ws_max_pending, 1),
+        "http_idle_timeout_s": _float(env, "HTTP_IDLE_TIMEOUT_S", d.http_idle_timeout_s),
+        "trusted_proxies": _list(env, "TRUSTED_PROXIES"),
+        "metrics_token": env.get("METRICS_TOKEN") or None,
+        "metrics_port": _int(env, "METRICS_PORT", 0) or None,
+        "metrics_host": env.get("METRICS_HOST", d.metrics_host),
+        "redis_timeout_s": _float(env, "REDIS_TIMEOUT_S", d.redis_timeout_s),
+        "mongodb_timeout_ms": _int(env, "MONGODB_TIMEOUT_MS", d.mongodb_timeout_ms, 100),
+    }
+
+
 @dataclass(frozen=True)
 class Limits:
     """Rate limits; each is (count, window in seconds)."""
@@ -58,6 +78,9 @@ class Limits:
     login_per_email: int = 10
     login_per_ip: int = 50
     login_window_s: int = 300
+    # Each registration costs a bcrypt hash: limited per client address.
+    register_per_ip: int = 20
+    register_window_s: int = 3600
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,19 @@ class Settings:
     ws_queue_size: int = 1024
     # Operations: where `python -m workers` serves /metrics and /healthz (0: nowhere).
     worker_metrics_port: int = 9101
+    # Abuse limits and timeouts (see "Limits" in README.md).
+    ws_queue_bytes: int = 16 * 1024 * 1024
+    ws_rate_per_s: float = 20.0
+    ws_rate_burst: int = 200
+    ws_max_per_user: int = 32
+    ws_max_pending: int = 1000
+    http_idle_timeout_s: float = 75.0
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    redis_timeout_s: float = 10.0
+    mongodb_timeout_ms: int = 10_000
 
     @property
     def production(self) -> bool:
@@ -151,6 +187,8 @@ class Settings:
             login_per_email=_int(env, "RATE_LOGIN_PER_EMAIL", Limits.login_per_email, 1),
             login_per_ip=_int(env, "RATE_LOGIN_PER_IP", Limits.login_per_ip, 1),
             login_window_s=_int(env, "RATE_LOGIN_WINDOW_S", Limits.login_window_s, 1),
+            register_per_ip=_int(env, "RATE_REGISTER_PER_IP", Limits.register_per_ip, 1),
+            register_window_s=_int(env, "RATE_REGISTER_WINDOW_S", Limits.register_window_s, 1),
         )
         settings = cls(
             env=mode,  # type: ignore[arg-type]
@@ -196,6 +234,7 @@ class Settings:
             ws_heartbeat_s=_float(env, "WS_HEARTBEAT_S", cls.ws_heartbeat_s),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", cls.ws_queue_size, 1),
             worker_metrics_port=_int(env, "WORKER_METRICS_PORT", cls.worker_metrics_port),
+            **_hardening(env),
         )
         settings.validate()
         return settings
@@ -212,6 +251,7 @@ class Settings:
             raise ConfigError("WATCHDOG_INTERVAL_S must be > 0 and at most LEASE_TTL_S")
         if self.worker_grace_s < 0:
             raise ConfigError("WORKER_GRACE_S must be >= 0")
+        self._validate_hardening()
         if self.production:
             if not self.secret_key or len(self.secret_key.encode()) < 32:
                 raise ConfigError("SECRET_KEY of at least 32 bytes is required when ENV=production")
@@ -223,3 +263,16 @@ class Settings:
                 raise ConfigError("MONGODB_URL is required when ENV=production")
         elif self.secret_key is not None and len(self.secret_key.encode()) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 bytes")
+
+    def _validate_hardening(self) -> None:
+        if self.ws_rate_per_s <= 0:
+            raise ConfigError("WS_RATE_PER_S must be > 0")
+        if self.http_idle_timeout_s <= 0 or self.redis_timeout_s <= 0:
+            raise ConfigError("HTTP_IDLE_TIMEOUT_S and REDIS_TIMEOUT_S must be > 0")
+        try:
+            for entry in self.trusted_proxies:
+                ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"TRUSTED_PROXIES: {exc}") from None
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise ConfigError("METRICS_TOKEN must be at least 16 characters")

@@ -72,3 +72,11 @@ async def reject_undecodable(request: web.Request, handler: Handler) -> web.Stre
     if name is not None:
         return error_response(400, "invalid_header", f"header {name}: not valid UTF-8")
     return await handler(request)
+
+
+SERVER_NAME = "Chorus"
+
+
+async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the server without versions (aiohttp would advertise Python's and its own)."""
+    response.headers["Server"] = SERVER_NAME

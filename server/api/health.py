@@ -1,4 +1,4 @@
-"""/healthz (process alive), /readyz (Redis and store reachable), /metrics."""
+"""/healthz (process alive), /readyz (Redis and store reachable); /metrics is in metrics.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import keys
 
@@ -46,10 +45,3 @@ async def readyz(request: web.Request) -> web.Response:
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
     )
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    """Expose this process's metrics in Prometheus text format."""
-    body = generate_latest(request.app[keys.METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -21,6 +21,11 @@ routes = web.RouteTableDef()
 async def register(request: web.Request) -> web.Response:
     """Create an account (201), or 409 email_taken."""
     body = await parse_body(request, RegisterBody)
+    limits = request.app[keys.SETTINGS].limits
+    await request.app[keys.RATE_LIMITER].enforce(
+        Rule("register-ip", request.remote or "unknown", limits.register_per_ip,
+             limits.register_window_s),
+    )  # fmt: skip
     store = request.app[keys.STORE]
     if await store.get_user_by_email(body.email) is not None:
         raise EmailTaken("an account with this email already exists")

@@ -14,7 +14,9 @@ async def open_store(settings: Settings) -> Store:
     """Open the store the settings name and create its indexes; the caller closes it."""
     store: Store
     if settings.mongodb_url:
-        store = MongoStore.connect(settings.mongodb_url, settings.mongodb_db)
+        store = MongoStore.connect(
+            settings.mongodb_url, settings.mongodb_db, settings.mongodb_timeout_ms
+        )
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await SqliteStore.open(settings.data_dir / SQLITE_FILE)

@@ -117,9 +117,16 @@ class MongoStore:
         self._client = client
 
     @classmethod
-    def connect(cls, url: str, db_name: str) -> MongoStore:
-        """Build a client for ``url`` (connecting lazily) and use database ``db_name``."""
-        client: AsyncMongoClient[Doc] = AsyncMongoClient(url, tz_aware=True)
+    def connect(cls, url: str, db_name: str, timeout_ms: int | None = None) -> MongoStore:
+        """Build a client for ``url`` (connecting lazily) and use database ``db_name``.
+
+        ``timeout_ms`` bounds every operation (server selection and network waits
+        included), so a silent server fails a request or a job instead of hanging it.
+        """
+        options: dict[str, Any] = {"tz_aware": True}
+        if timeout_ms is not None:
+            options["timeoutMS"] = timeout_ms
+        client: AsyncMongoClient[Doc] = AsyncMongoClient(url, **options)
         return cls(client[db_name], client=client)
 
     async def _one(self, model: type[M], collection: str, query: Doc) -> M | None:
