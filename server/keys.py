@@ -20,6 +20,7 @@ from server.store.base import Store
 if TYPE_CHECKING:
     from server.pipelines import AgentRegistry
     from server.runs.service import RunService
+    from server.ws.limits import SocketLimits
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -33,5 +34,6 @@ PIPELINES: web.AppKey[AgentRegistry] = web.AppKey("pipelines")
 EVENT_BUS = web.AppKey("event_bus", EventBus)
 EVENT_HUB = web.AppKey("event_hub", EventHub)
 RUN_SERVICE: web.AppKey[RunService] = web.AppKey("run_service")
+WS_LIMITS: web.AppKey[SocketLimits] = web.AppKey("ws_limits")
 # Whether the built-in demo model is answering (set by the embedded bootstrap; the UI says so).
 DEMO_MODEL_ACTIVE = web.AppKey("demo_model_active", bool)

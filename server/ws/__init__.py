@@ -12,6 +12,7 @@ from server import keys
 from server.events.hub import EventHub
 from server.ws.connection import Connection
 from server.ws.endpoint import websocket
+from server.ws.limits import SocketLimits
 from server.ws.protocol import CLOSE_TIMEOUT_S, GOING_AWAY
 
 log = logging.getLogger("chorus.ws")
@@ -20,6 +21,8 @@ _HUB_CONNECT_WAIT_S = 5.0
 
 def setup_ws(app: web.Application) -> None:
     """Add GET /api/v1/ws, the EventHub's cleanup context and closing sockets at shutdown."""
+    settings = app[keys.SETTINGS]
+    app[keys.WS_LIMITS] = SocketLimits(settings.ws_max_pending, settings.ws_max_per_user)
     app.router.add_get("/api/v1/ws", websocket)
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(close_sockets)

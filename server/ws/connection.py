@@ -17,7 +17,8 @@ from server.auth.identity import Identity
 from server.auth.tokens import TokenError
 from server.errors import ApiError, InvalidRequest, describe_validation
 from server.ws.commands import Command
-from server.ws.outbox import Item, Outbox
+from server.ws.limits import CommandRate
+from server.ws.outbox import Item, Outbox, Replay
 from server.ws.protocol import (
     CLOSE_TIMEOUT_S,
     POLICY_VIOLATION,
@@ -72,7 +73,9 @@ class Connection:
         self._identity = identity
         self._ws = ws
         self._commands = commands
-        self._outbox = Outbox(app[keys.SETTINGS].ws_queue_size)
+        settings = app[keys.SETTINGS]
+        self._outbox = Outbox(settings.ws_queue_size, settings.ws_queue_bytes)
+        self._rate = CommandRate(settings.ws_rate_per_s, settings.ws_rate_burst)
         self._subscriptions: dict[str, Callable[[], None]] = {}
         self._last_id: int | None = None
         self._closing = False
@@ -89,8 +92,13 @@ class Connection:
             return
         if not self._outbox.put(frame):
             self.app[keys.METRICS].ws_slow_closed.inc()
-            log.info("closing a slow websocket consumer", extra={"queued": len(self._outbox)})
+            queued = {"queued": len(self._outbox), "queued_bytes": self._outbox.queued_bytes}
+            log.info("closing a slow websocket consumer", extra=queued)
             self.close(TRY_AGAIN_LATER, "slow consumer")
+
+    def push_replay(self, session_id: str, frames: list[bytes]) -> None:
+        """Queue a subscription's replay, superseding one of the same session still unsent."""
+        self.push(Replay(session_id, frames))
 
     def send_result(self, cmd_id: int, data: dict[str, Any]) -> None:
         """Answer a command successfully."""
@@ -208,6 +216,9 @@ class Connection:
     async def _read_loop(self) -> None:
         while True:
             msg = await self._ws.receive()
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._rate.allow():
+                self.close(POLICY_VIOLATION, "command rate limit exceeded")
+                return
             if msg.type is WSMsgType.TEXT:
                 await self._on_text(msg.data)
             elif msg.type is WSMsgType.BINARY:

@@ -50,7 +50,7 @@ async def subscribe(conn: Connection, cmd_id: int, cmd: SubscribeCommand) -> Non
         {"last_seq": replay.last_seq, "epoch": replay.epoch, "recovered": replay.recovered},
     )
     if frames:
-        conn.push(frames)
+        conn.push_replay(cmd.session_id, frames)
 
 
 @command("unsubscribe", UnsubscribeCommand)
