@@ -17,6 +17,16 @@ from workers.metrics import ChainMetrics
 from workers.providers import ProviderPool
 from workers.retry import BrokenStream, Failure, Outcome, classify
 
+# Tokenizer-free estimate: about four characters a token for English text with the
+# common BPE vocabularies. Used only when the provider sent no usage (a stream Chorus
+# abandoned, or a provider that never reports it); such records say usage_estimated.
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimate the tokens of a text without a tokenizer (ceil of chars / 4)."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
 
 @dataclass
 class _Progress:
@@ -26,6 +36,16 @@ class _Progress:
     finish: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    opened: bool = False  # the provider accepted the request and began a stream
+    usage_reported: bool = False
+
+    def estimate_usage(self, messages: list[dict[str, str]]) -> bool:
+        """Fill in estimated tokens when the provider sent none; True if it did so."""
+        if self.usage_reported or not self.opened:
+            return False
+        self.prompt_tokens = sum(estimate_tokens(m.get("content", "")) for m in messages)
+        self.completion_tokens = estimate_tokens("".join(self.parts))
+        return True
 
 
 class AttemptRunner:
@@ -99,6 +119,7 @@ class AttemptRunner:
                     stream_options={"include_usage": True},
                     temperature=agent.temperature, max_tokens=agent.max_tokens,
                 )  # fmt: skip
+        progress.opened = True
         async with stream:
             while True:
                 with stage.watch.waiting():
@@ -114,6 +135,7 @@ class AttemptRunner:
         self, chunk: ChatCompletionChunk, stage: StageContext, progress: _Progress
     ) -> None:
         if chunk.usage is not None:
+            progress.usage_reported = True
             progress.prompt_tokens = chunk.usage.prompt_tokens
             progress.completion_tokens = chunk.usage.completion_tokens
         if chunk.choices:
@@ -145,6 +167,9 @@ class AttemptRunner:
     ) -> None:  # fmt: skip
         now = asyncio.get_running_loop().time()
         outcome: Outcome = "ok" if failure is None else failure.outcome
+        # An abandoned stream (timeout, stall, cancel, cut) was still billed for what it
+        # streamed: record an estimate rather than 0, so per-user usage does not under-count.
+        estimated = progress.estimate_usage(stage.messages)
         cost = provider.cost(progress.prompt_tokens, progress.completion_tokens)
         record: dict[str, Any] = {
             "provider": provider.name, "model": model.name, "attempt": stage.attempts,
@@ -154,6 +179,7 @@ class AttemptRunner:
             "prompt_tokens": progress.prompt_tokens,
             "completion_tokens": progress.completion_tokens, "cost_usd": cost,
             "error": None if failure is None else failure.message,
+            "usage_estimated": estimated,
         }  # fmt: skip
         stage.usage = stage.usage.plus(
             Usage(

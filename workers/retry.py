@@ -57,15 +57,26 @@ class Failure:
     retry_after_s: float | None = None
 
 
+# A gateway (LiteLLM) forwards the upstream provider's headers under this prefix.
+_GATEWAY_PREFIX = "llm_provider-"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name) or headers.get(_GATEWAY_PREFIX + name) or None
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Return the wait a response asks for (``retry-after-ms`` or ``Retry-After``), if any."""
-    millis = headers.get("retry-after-ms")
+    """Return the wait a response asks for (``retry-after-ms`` or ``Retry-After``), if any.
+
+    Each is also read as a gateway forwards it: ``llm_provider-retry-after(-ms)``.
+    """
+    millis = _header(headers, "retry-after-ms")
     if millis:
         try:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    raw = headers.get("retry-after")
+    raw = _header(headers, "retry-after")
     if not raw:
         return None
     try:

@@ -161,6 +161,9 @@ class LlmCall(Doc):
     ttft_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # True when the provider sent no usage (an abandoned stream): tokens are a
+    # tokenizer-free estimate (characters / 4), not the provider's count.
+    usage_estimated: bool = False
     cost_usd: float = 0.0
     error: str | None = None
     created_at: Timestamp = Field(default_factory=utcnow)

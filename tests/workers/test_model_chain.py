@@ -14,6 +14,7 @@ from tests.workers.chain_support import (
     make_registry,
     messages,
 )
+from workers.attempt import estimate_tokens
 from workers.demo_model import DemoConfig
 from workers.model_chain import ModelChain, StageFailed
 from workers.retry import retry_after
@@ -153,6 +154,10 @@ def test_retry_after_header_forms() -> None:
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert retry_after({"retry-after": "soon"}) is None
     assert retry_after({}) is None
+    # As a gateway (LiteLLM) forwards the provider's headers.
+    assert retry_after({"llm_provider-retry-after-ms": "1500"}) == 1.5
+    assert retry_after({"llm_provider-retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "4", "llm_provider-retry-after": "3"}) == 4.0
 
 
 async def test_recorded_usage_matches_the_model_server_exactly() -> None:
@@ -165,13 +170,20 @@ async def test_recorded_usage_matches_the_model_server_exactly() -> None:
         ]
         stats = live.server.stats
         provider = live.registry.provider("demo")
-    calls = [c for r in recorders for c in r.calls]
+    every = [c for r in recorders for c in r.calls]
+    # The cut stream sent no usage: its tokens are estimated and flagged; the rest are exact.
+    estimated = [c for c in every if c["usage_estimated"]]
+    assert [c["outcome"] for c in estimated] == ["broken_stream"]
+    assert estimated[0]["completion_tokens"] > 0
+    calls = [c for c in every if not c["usage_estimated"]]
     assert sum(c["prompt_tokens"] for c in calls) == stats.prompt_tokens
     assert sum(c["completion_tokens"] for c in calls) == stats.completion_tokens
-    assert sum(r.usage.completion_tokens for r in results) == stats.completion_tokens
+    assert sum(r.usage.completion_tokens for r in results) == sum(
+        c["completion_tokens"] for c in every
+    )
     expected = provider.cost(stats.prompt_tokens, stats.completion_tokens)
     assert sum(c["cost_usd"] for c in calls) == pytest.approx(expected, abs=1e-9)
-    assert len(calls) == stats.calls
+    assert len(every) == stats.calls
 
 
 async def test_attempts_are_counted_in_metrics() -> None:
@@ -226,3 +238,24 @@ async def test_an_unreachable_provider_is_a_connection_error_and_retried() -> No
         await chain.close()
     assert caught.value.attempts == 4
     assert all(c["error"].startswith("connection failed") for c in recorder.calls)
+
+
+async def test_an_abandoned_stream_records_an_estimate_of_what_it_streamed() -> None:
+    # A stall: some tokens, then silence until the attempt timeout abandons the stream.
+    async with live_chain(DemoConfig(token_delay_ms=0)) as live:
+        recorder = Recorder()
+        prompt = messages("Tell a story [[fail:stall*1]]")
+        await live.chain.run(live.registry.agent("planner"), prompt, recorder)
+    abandoned, finished = recorder.calls[0], recorder.calls[-1]
+    assert abandoned["outcome"] == "timeout" and abandoned["usage_estimated"] is True
+    streamed = "".join(e[1] for e in recorder.events[: recorder.events.index(("reset",))]
+                       if e[0] == "delta")  # fmt: skip
+    assert streamed
+    assert abandoned["completion_tokens"] == estimate_tokens(streamed) > 0
+    assert abandoned["prompt_tokens"] == sum(estimate_tokens(m["content"]) for m in prompt)
+    assert abandoned["cost_usd"] > 0
+    assert finished["outcome"] == "ok" and finished["usage_estimated"] is False
+
+
+def test_the_token_estimate_is_chars_over_four_rounded_up() -> None:
+    assert [estimate_tokens("x" * n) for n in (0, 1, 4, 5, 8)] == [0, 1, 1, 2, 2]
