@@ -25,9 +25,13 @@ from tests.conftest import ClientFactory
 from tests.helpers import TestUser, make_user
 
 Client = TestClient[Any, web.Application]
-_READ_LIMIT_S = 10.0
-UPGRADE = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
-           (b"Sec-WebSocket-Version", b"13"), (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ==")]  # fmt: skip  # an upper bound on waiting for an answer, never a race's referee
+_READ_LIMIT_S = 10.0  # an upper bound on waiting for an answer, never a race's referee
+UPGRADE = [
+    (b"Upgrade", b"websocket"),
+    (b"Connection", b"Upgrade"),
+    (b"Sec-WebSocket-Version", b"13"),
+    (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ALLOWED_ORIGIN
-from tests.security.conftest import Sec, http_request
+from tests.security.conftest import UPGRADE, Sec, http_request
 
 BAD_BYTES = b"\xff\xfe\xc3("
 DEEP = b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
@@ -25,35 +25,30 @@ def _json(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
-# (case id, method, path, headers, body, expected status, expected code)
+# (case id, method, path, headers); each is answered 400 invalid_header.
 HEADER_CASES = [
     ("authorization-not-utf8", "GET", "/api/v1/auth/me",
-     [(b"Authorization", b"Bearer " + BAD_BYTES)], 400, "invalid_header"),
-    ("cookie-not-utf8", "GET", "/api/v1/auth/me",
-     [(b"Cookie", b"chorus_session=" + BAD_BYTES)], 400, "invalid_header"),
+     [(b"Authorization", b"Bearer " + BAD_BYTES)]),
+    ("cookie-not-utf8", "GET", "/api/v1/auth/me", [(b"Cookie", b"chorus_session=" + BAD_BYTES)]),
     ("origin-not-utf8", "POST", "/api/v1/auth/logout",
-     [(b"Origin", BAD_BYTES), (b"X-Requested-With", b"x")], 400, "invalid_header"),
+     [(b"Origin", BAD_BYTES), (b"X-Requested-With", b"x")]),
     ("ws-authorization-not-utf8", "GET", "/api/v1/ws",
-     [(b"Authorization", b"Bearer " + BAD_BYTES), (b"Upgrade", b"websocket"),
-      (b"Sec-WebSocket-Version", b"13"), (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ==")],
-     400, "invalid_header"),
+     [(b"Authorization", b"Bearer " + BAD_BYTES), *UPGRADE]),
     ("ws-cookie-not-utf8", "GET", "/api/v1/ws",
-     [(b"Cookie", b"chorus_session=" + BAD_BYTES), (b"Upgrade", b"websocket"),
-      (b"Sec-WebSocket-Version", b"13"), (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ==")],
-     400, "invalid_header"),
+     [(b"Cookie", b"chorus_session=" + BAD_BYTES), *UPGRADE]),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "headers", "status", "code"),
+    ("method", "path", "headers"),
     [case[1:] for case in HEADER_CASES],
     ids=[case[0] for case in HEADER_CASES],
 )
 async def test_undecodable_headers_are_400(
-    sec: Sec, method: str, path: str, headers: list[tuple[bytes, bytes]], status: int, code: str
+    sec: Sec, method: str, path: str, headers: list[tuple[bytes, bytes]]
 ) -> None:
     resp = await sec.raw(http_request(method, path, headers))
-    assert (resp.status, resp.error_code()) == (status, code)
+    assert (resp.status, resp.error_code()) == (400, "invalid_header")
     await sec.still_serving()
 
 
