@@ -52,29 +52,33 @@ class RawResponse:
         return code
 
 
-def _parse(raw: bytes) -> RawResponse:
-    head, _, body = raw.partition(b"\r\n\r\n")
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return RawResponse(status, headers, body)
+    return status, headers
 
 
 async def raw_request(client: Client, request: bytes, *, head_only: bool = False) -> RawResponse:
-    """Send raw request bytes and read the answer (to EOF, or its head only: an upgrade)."""
+    """Send raw request bytes and read one answer (its head only, for an upgrade)."""
     server = client.server
     reader, writer = await asyncio.open_connection(server.host, server.port)
     try:
         writer.write(request)
         async with asyncio.timeout(_READ_LIMIT_S):
-            raw = await (reader.readuntil(b"\r\n\r\n") if head_only else reader.read())
+            status, headers = _parse_head((await reader.readuntil(b"\r\n\r\n"))[:-4])
+            body = b""
+            if not head_only and "content-length" in headers:
+                body = await reader.readexactly(int(headers["content-length"]))
+            elif not head_only:
+                body = await reader.read()
     finally:
         writer.close()
         await writer.wait_closed()
-    return _parse(raw)
+    return RawResponse(status, headers, body)
 
 
 def http_request(
