@@ -10,8 +10,8 @@ from collections.abc import Iterator
 class Replay:
     """A subscription's replay: many frames queued as one entry, counted by their bytes.
 
-    A newer replay of the same session supersedes a pending one (``cancel``): the writer
-    then skips it, so a socket holds at most one unsent replay per session.
+    A newer replay of the same session supersedes one still queued (it is taken out of
+    the queue), so a socket holds at most one unsent replay per session.
     """
 
     __slots__ = ("frames", "key", "size")
@@ -20,11 +20,6 @@ class Replay:
         self.key = key
         self.frames = frames
         self.size = sum(len(f) for f in frames)
-
-    def cancel(self) -> None:
-        """Drop the frames (the writer sends nothing for a cancelled replay)."""
-        self.frames = []
-        self.size = 0
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.frames)
@@ -62,9 +57,9 @@ class Outbox:
         """Queue an item; return False (and queue nothing) if the outbox is full."""
         if isinstance(item, Replay):
             previous = self._replays.pop(item.key, None)
-            if previous is not None:
+            if previous is not None:  # still queued: its events are in the newer replay
+                self._items.remove(previous)
                 self._bytes -= previous.size
-                previous.cancel()
         size = len(item) if isinstance(item, bytes) else item.size
         if len(self._items) >= self._limit or self._bytes + size > self._max_bytes:
             return False

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from server import keys
 from server.app import create_app, runner_options
@@ -170,8 +170,10 @@ def make_sec(aiohttp_client: ClientFactory, settings: Settings) -> MakeSec:
 
     async def build(**changes: Any) -> Sec:
         changed = settings.replace(**changes)
-        client = await aiohttp_client(create_app(changed), server_kwargs=runner_options(changed))
-        return await build_sec(client)
+        server = TestServer(create_app(changed))
+        # The runner options only reach the runner through start_server.
+        await server.start_server(**runner_options(changed))
+        return await build_sec(await aiohttp_client(server))
 
     return build
 
