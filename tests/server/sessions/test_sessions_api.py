@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -116,11 +117,12 @@ async def test_messages_paginated(client: Client) -> None:
     user = await make_user(client)
     sid = (await _create(client, user))["session_id"]
     store = client.app[keys.STORE]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(5):
         await store.insert_message(
-            Message(session_id=sid, user_id=user.user["user_id"], role="user", content=f"m{i}")
-        )
-        await asyncio.sleep(0.002)
+            Message(session_id=sid, user_id=user.user["user_id"], role="user", content=f"m{i}",
+                    created_at=start + timedelta(seconds=i))
+        )  # fmt: skip
     first = await (await client.get(f"{SESSIONS}/{sid}/messages?limit=2", headers=user.auth)).json()
     assert [m["content"] for m in first["items"]] == ["m3", "m4"]
     before = first["next_before"]
@@ -129,6 +131,32 @@ async def test_messages_paginated(client: Client) -> None:
     )
     second = await resp.json()
     assert [m["content"] for m in second["items"]] == ["m1", "m2"]
+
+
+async def test_pages_never_skip_messages_sharing_a_timestamp(client: Client) -> None:
+    # Seven messages in one millisecond: a created_at cursor alone would lose some.
+    user = await make_user(client)
+    sid = (await _create(client, user))["session_id"]
+    store = client.app[keys.STORE]
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(7):
+        await store.insert_message(
+            Message(session_id=sid, user_id=user.user["user_id"], role="user", content=f"m{i}",
+                    created_at=when)
+        )  # fmt: skip
+    seen: list[str] = []
+    params = {"limit": "3"}
+    while True:
+        page = await (
+            await client.get(f"{SESSIONS}/{sid}/messages", params=params, headers=user.auth)
+        ).json()
+        seen = [m["message_id"] for m in page["items"]] + seen
+        if page["next_before"] is None:
+            break
+        params = {"limit": "3", "before": page["next_before"],
+                  "before_id": page["next_before_id"]}  # fmt: skip
+    assert len(seen) == len(set(seen)) == 7
+    assert seen == sorted(seen)  # one order: (created_at, message_id)
 
 
 async def test_users_cannot_see_each_other(client: Client) -> None:

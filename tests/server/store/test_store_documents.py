@@ -214,3 +214,25 @@ async def test_invalid_field_paths_are_refused(
     with pytest.raises(ValueError, match="invalid field path"):
         await store.update_session("ann", session.session_id, {}, expect={path: "x"})
     assert await store.get_session("ann", session.session_id) == session
+
+
+async def test_the_message_cursor_pages_through_equal_timestamps(
+    store: Store, make: SimpleNamespace
+) -> None:
+    session = make.session("ann")
+    same = make.at(5)
+    messages = [make.message(session, 0, content=f"m{i}") for i in range(5)]
+    for message in messages:
+        await store.insert_message(message.model_copy(update={"created_at": same}))
+    ordered = sorted(messages, key=lambda m: m.message_id)
+    ids = [m.message_id for m in ordered]
+    page = await store.list_messages("ann", session.session_id, limit=2)
+    assert [m.message_id for m in page] == ids[3:]
+    page = await store.list_messages(
+        "ann", session.session_id, limit=2, before=same, before_id=page[0].message_id
+    )
+    assert [m.message_id for m in page] == ids[1:3]
+    page = await store.list_messages(
+        "ann", session.session_id, limit=2, before=same, before_id=page[0].message_id
+    )
+    assert [m.message_id for m in page] == ids[:1]
