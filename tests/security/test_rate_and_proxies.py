@@ -3,7 +3,11 @@ scheme and host come from X-Forwarded-* only when the peer is a trusted proxy.""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from server.config import Limits
 from server.proxies import TrustedProxies
@@ -104,3 +108,31 @@ def test_the_client_is_the_nearest_untrusted_hop(
     peer: str, forwarded_for: str | None, client: str
 ) -> None:
     assert TrustedProxies(["10.0.0.0/8"]).client(peer, forwarded_for) == client
+
+
+@pytest.mark.parametrize(
+    ("forwarded_host", "seen"),
+    [("chorus.example", "chorus.example"), ("chorus.example:8443", "chorus.example:8443"),
+     ("[2001:db8::1]:443", "[2001:db8::1]:443"), ("chorus.example/evil", "origin.test"),
+     ("a b", "origin.test"), ("evil.example; report-uri x", "origin.test")],
+    ids=["host", "host-port", "ipv6", "path", "space", "directive"],
+)  # fmt: skip
+async def test_only_a_well_formed_forwarded_host_is_believed(
+    forwarded_host: str, seen: str
+) -> None:
+    peer = mock.Mock()
+    peer.get_extra_info.side_effect = lambda name, default=None: (
+        ("10.0.0.2", 4000) if name == "peername" else default
+    )
+    request = make_mocked_request(
+        "GET", "/", headers={"Host": "origin.test", "X-Forwarded-Host": forwarded_host},
+        transport=peer,
+    )  # fmt: skip
+    hosts: list[str] = []
+
+    async def handler(req: web.Request) -> web.Response:
+        hosts.append(req.host)
+        return web.Response()
+
+    await TrustedProxies(["10.0.0.0/8"]).middleware(request, handler)
+    assert hosts == [seen]
