@@ -41,6 +41,12 @@ GENEROUS_LIMITS = {
     "RATE_API_PER_USER": "1000000",
     "RATE_LOGIN_PER_EMAIL": "1000000",
     "RATE_LOGIN_PER_IP": "1000000",
+    "RATE_REGISTER_PER_IP": "1000000",
+    # Thousands of sockets from a few users on one address, opened at once.
+    "WS_MAX_PER_USER": "1000000",
+    "WS_MAX_PENDING": "1000000",
+    "WS_RATE_BURST": "1000000",
+    "WS_RATE_PER_S": "1000000",
 }
 
 
