@@ -27,6 +27,7 @@ from server.proxies import TrustedProxies
 from server.redis_keys import RedisKeys
 from server.resources import redis_ctx, run_service_ctx, store_ctx
 from server.runs.routes import routes as run_routes
+from server.serverlog import server_log
 from server.sessions.routes import routes as session_routes
 from server.ui import setup_ui
 from server.ws import setup_ws
@@ -94,6 +95,7 @@ def runner_options(settings: Settings) -> dict[str, Any]:
     """Options of the AppRunner serving the app (``python -m server`` and tests alike).
 
     ``keepalive_timeout`` is also aiohttp's deadline for a connection's first request
-    headers: a half-sent request is dropped after it.
+    headers: a half-sent request is dropped after it. ``logger`` keeps unparsable client
+    requests out of the error log.
     """
-    return {"keepalive_timeout": settings.http_idle_timeout_s}
+    return {"keepalive_timeout": settings.http_idle_timeout_s, "logger": server_log()}

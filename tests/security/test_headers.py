@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.security.conftest import UPGRADE, Sec, http_request
@@ -49,4 +51,16 @@ async def test_the_websocket_upgrade_names_no_versions(sec: Sec) -> None:
     auth = [(b"Authorization", f"Bearer {sec.bob.user.token}".encode())]
     resp = await sec.raw(http_request("GET", "/api/v1/ws", [*UPGRADE, *auth]), head_only=True)
     assert (resp.status, resp.headers["server"]) == (101, "Chorus")
+    await sec.still_serving()
+
+
+async def test_an_unparsable_request_is_not_an_error_log_entry(
+    sec: Sec, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp answers 400 itself; anyone can send this, so no traceback at ERROR level.
+    with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+        resp = await sec.raw(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+    assert resp.status == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("Error handling request" in r.getMessage() for r in caplog.records)
     await sec.still_serving()
