@@ -54,7 +54,7 @@ async def _aclose(pubsub: PubSub) -> None:
 class Subscription:
     """One sink's subscription to one session: buffers until ``go_live``, then forwards."""
 
-    __slots__ = ("_buffer", "_hub", "channel", "session_id", "sink")
+    __slots__ = ("_buffer", "_floor", "_hub", "channel", "session_id", "sink")
 
     def __init__(self, hub: EventHub, channel: bytes, session_id: str, sink: Sink) -> None:
         self._hub = hub
@@ -62,17 +62,24 @@ class Subscription:
         self.session_id = session_id
         self.sink = sink
         self._buffer: list[tuple[int, bytes]] | None = []
+        self._floor = 0
 
     def deliver(self, seq: int, frame: bytes) -> None:
         """Take one live event: keep it while buffering, else push it to the sink."""
-        if self._buffer is None:
-            self.sink.push(frame)
-        else:
+        if self._buffer is not None:
             self._buffer.append((seq, frame))
+        elif seq > self._floor:
+            self.sink.push(frame)
 
     def go_live(self, after_seq: int) -> list[bytes]:
-        """Switch to live delivery; return the buffered events newer than ``after_seq``."""
+        """Switch to live delivery; return the buffered events newer than ``after_seq``.
+
+        An event the replay already held may reach this process over pub/sub only after
+        the switch (the replay reads the stream, which the publish wrote first): live
+        events at or below ``after_seq`` are dropped too, so none arrives twice.
+        """
         buffered, self._buffer = self._buffer or [], None
+        self._floor = after_seq
         return [frame for seq, frame in buffered if seq > after_seq]
 
     def cancel(self) -> None:

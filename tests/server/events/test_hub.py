@@ -168,3 +168,21 @@ async def test_subscribe_times_out_while_redis_is_unreachable() -> None:
     assert not hub.connected.is_set()
     await hub.close()
     await redis.aclose()
+
+
+async def test_a_replayed_event_arriving_live_after_the_switch_is_dropped(
+    hub: EventHub, bus: EventBus
+) -> None:
+    # The replay reads the stream, which each publish writes before it publishes: an
+    # event can be in the replay and reach this process over pub/sub only after go_live.
+    sink, probe = FakeSink(), FakeSink()
+    sub = await hub.subscribe("s1", sink)
+    (await hub.subscribe("s1", probe)).go_live(0)
+    published = [await bus.publish("s1", "run.started", {}) for _ in range(3)]
+    await _until(lambda: len(probe.frames) == 3)  # the buffer holds 1, 2, 3 too
+    assert sub.go_live(2) == [published[2].raw.encode()]
+    late = published[1]  # seq 2, in the replay: its pub/sub copy comes late
+    sub.deliver(late.seq, late.raw.encode())
+    assert sink.frames == []
+    sub.deliver(4, b"four")
+    assert sink.frames == [b"four"]
