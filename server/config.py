@@ -257,14 +257,14 @@ class Settings:
                 raise ConfigError("SECRET_KEY of at least 32 bytes is required when ENV=production")
             if self.bcrypt_rounds < 12:
                 raise ConfigError("BCRYPT_ROUNDS must be >= 12 when ENV=production")
-            if not self.mongodb_url:
-                # Each web and worker container would get its own SQLite file: runs
-                # enqueued by one would never be found by the others.
-                raise ConfigError("MONGODB_URL is required when ENV=production")
         elif self.secret_key is not None and len(self.secret_key.encode()) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 bytes")
 
     def _validate_hardening(self) -> None:
+        if self.production and not self.mongodb_url:
+            # Each web and worker container would get its own SQLite file: runs
+            # enqueued by one would never be found by the others.
+            raise ConfigError("MONGODB_URL is required when ENV=production")
         if self.ws_rate_per_s <= 0:
             raise ConfigError("WS_RATE_PER_S must be > 0")
         if self.http_idle_timeout_s <= 0 or self.redis_timeout_s <= 0:
