@@ -104,10 +104,13 @@ class UiFiles:
         parts = relative.split("/")
         if any(not part or part.startswith(".") for part in parts):
             return None  # empty segments, "..", dotfiles
-        path = (self.root / relative).resolve()
-        if not path.is_relative_to(self.root) or path.suffix not in CONTENT_TYPES:
+        try:  # a NUL byte (ValueError) or an over-long name (OSError) is no file of ours
+            path = (self.root / relative).resolve()
+            if not path.is_relative_to(self.root) or path.suffix not in CONTENT_TYPES:
+                return None
+            return path if path.is_file() else None
+        except (ValueError, OSError):
             return None
-        return path if path.is_file() else None
 
 
 async def ui_config(request: web.Request) -> web.Response:

@@ -64,3 +64,16 @@ async def test_an_unparsable_request_is_not_an_error_log_entry(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("Error handling request" in r.getMessage() for r in caplog.records)
     await sec.still_serving()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/%00", "/static/js/app.js%00.css", "/static/" + "a" * 300 + ".js",
+     "/static/" + "/".join(["a" * 250] * 20) + ".js"],
+    ids=["nul", "nul-before-suffix", "name-too-long", "path-too-long"],
+)  # fmt: skip
+async def test_unservable_asset_paths_are_404(sec: Sec, path: str) -> None:
+    # Found by test_properties: a NUL byte made pathlib raise (500).
+    resp = await sec.client.get(path)
+    assert resp.status == 404
+    await sec.still_serving()
