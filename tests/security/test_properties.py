@@ -18,6 +18,7 @@ from aiohttp import WSMsgType
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from server.config import Limits
 from server.ws.handlers import COMMANDS
 from tests.security.conftest import MakeSec, Sec, http_request
 
@@ -86,10 +87,12 @@ def state() -> dict[str, Any]:
 @PROPERTY
 @given(data=st.data())
 async def test_any_request_gets_a_well_formed_answer(
-    sec: Sec, state: dict[str, Any], data: st.DataObject
+    make_sec: MakeSec, state: dict[str, Any], data: st.DataObject
 ) -> None:
-    if "mallory" not in state:
-        state["mallory"] = await sec.user()
+    if "sec" not in state:  # bob's checks after every example must not use up his budget
+        state["sec"] = await make_sec(limits=Limits(api_per_user=1_000_000))
+        state["mallory"] = await state["sec"].user()
+    sec: Sec = state["sec"]
     mallory = state["mallory"]
     method, template = data.draw(st.sampled_from(_routes(sec)), label="route")
     ids = st.sampled_from([sec.bob.session_id, "0" * 24]) | path_value
@@ -141,7 +144,7 @@ async def test_any_frame_gets_a_well_formed_answer(
 ) -> None:
     # One server and socket for every example (built on first use), as a flooding client has.
     if "ws" not in state:
-        sec = await make_sec(ws_rate_burst=100_000)
+        sec = await make_sec(ws_rate_burst=100_000, limits=Limits(api_per_user=1_000_000))
         user = await sec.user()
         ws = await sec.client.ws_connect("/api/v1/ws", headers=user.auth)
         assert (await ws.receive_json())["type"] == "ready"
