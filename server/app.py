@@ -23,6 +23,7 @@ from server.metrics import Metrics
 from server.middlewares import hide_server_version, reject_undecodable, request_context
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
+from server.pipelines.startup import check_startable
 from server.proxies import TrustedProxies
 from server.redis_keys import RedisKeys
 from server.resources import redis_ctx, run_service_ctx, store_ctx
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PIPELINES] = AgentRegistry.load(
         settings.pipelines_file, demo_url=settings.demo_model_url
     )
-    app[keys.PIPELINES].check_startable()
+    check_startable(app[keys.PIPELINES])
     app[keys.DEMO_MODEL_ACTIVE] = settings.demo_model_url is not None
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)

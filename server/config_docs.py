@@ -22,8 +22,9 @@ class Var:
 
 SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
     ("Server", (
-        Var("ENV", "env", "`production` requires `SECRET_KEY` (≥ 32 bytes) and "
-            "`BCRYPT_ROUNDS` ≥ 12, and marks cookies `Secure`", sample="production"),
+        Var("ENV", "env", "`production` requires `SECRET_KEY` (≥ 32 bytes), "
+            "`BCRYPT_ROUNDS` ≥ 12 and `MONGODB_URL`, and marks cookies `Secure`",
+            sample="production"),
         Var("HOST", "host", "the address the web server (and a worker's metrics server) "
             "listens on"),
         Var("PORT", "port", "the web server's port"),
@@ -66,6 +67,40 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
         Var("RATE_LOGIN_PER_EMAIL", "limits.login_per_email", "login attempts per email"),
         Var("RATE_LOGIN_PER_IP", "limits.login_per_ip", "login attempts per client address"),
         Var("RATE_LOGIN_WINDOW_S", "limits.login_window_s", "their window, seconds"),
+        Var("RATE_REGISTER_PER_IP", "limits.register_per_ip", "registrations per client "
+            "address (each costs a bcrypt hash)"),
+        Var("RATE_REGISTER_WINDOW_S", "limits.register_window_s", "their window, seconds"),
+    )),
+    ("Abuse limits, proxies and timeouts", (
+        Var("WS_RATE_PER_S", "ws_rate_per_s", "frames a socket may send per second once its "
+            "burst is spent (beyond: close 1008)"),
+        Var("WS_RATE_BURST", "ws_rate_burst", "frames a socket may send at once"),
+        Var("WS_QUEUE_BYTES", "ws_queue_bytes", "bytes of frames queued per socket before it "
+            "is closed with 1013 (a replay counts by its bytes; a newer replay of a session "
+            "replaces one still queued)"),
+        Var("WS_MAX_PER_USER", "ws_max_per_user", "sockets one user may hold in one web "
+            "process (beyond: close 1008)"),
+        Var("WS_MAX_PENDING", "ws_max_pending", "sockets still authenticating in one web "
+            "process (beyond: the handshake gets 503 with `Retry-After`)"),
+        Var("HTTP_IDLE_TIMEOUT_S", "http_idle_timeout_s", "a connection's deadline for its "
+            "first request's headers, and for idle keep-alive; keep it above your proxy's "
+            "upstream idle timeout"),
+        Var("TRUSTED_PROXIES", "trusted_proxies", "comma-separated addresses or networks of "
+            "reverse proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed (client "
+            "address for rate limits, scheme and host for the same-origin check); empty: "
+            "none", sample="10.0.0.0/8"),
+        Var("METRICS_TOKEN", "metrics_token", "when set, `/metrics` requires "
+            "`Authorization: Bearer <token>` (≥ 16 characters); without it or "
+            "`METRICS_PORT`, production refuses `/metrics` (403)",
+            sample="a-metrics-token-0123456789"),
+        Var("METRICS_PORT", "metrics_port", "serve `/metrics` on a listener of its own "
+            "(the API port then answers 404); unset: on the API port", sample="9102"),
+        Var("METRICS_HOST", "metrics_host", "the address of the `METRICS_PORT` listener",
+            sample="0.0.0.0"),
+        Var("REDIS_TIMEOUT_S", "redis_timeout_s", "deadline of every Redis command (with TCP "
+            "keepalive), so a silent Redis fails a request instead of hanging it"),
+        Var("MONGODB_TIMEOUT_MS", "mongodb_timeout_ms", "MongoDB `timeoutMS`: every "
+            "operation's deadline"),
     )),
     ("Pipelines and models", (
         Var("PIPELINES_FILE", "pipelines_file", "agents, models, providers and pipelines "

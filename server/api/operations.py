@@ -51,8 +51,9 @@ V1 = "/api/v1"
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", f"{V1}/auth/register"): Operation(
         "Create an account", "auth", 201, r.UserEnvelope, body=RegisterBody,
-        errors=(*BODY_ERRORS, 409), auth=False,
-        description="Password: 8 characters to 72 bytes. 409 `email_taken`.",
+        errors=(*BODY_ERRORS, 409, 429), auth=False,
+        description="Password: 8 characters to 72 bytes. 409 `email_taken`. 429 "
+        "`rate_limited` past `RATE_REGISTER_PER_IP` per client address.",
     ),
     ("POST", f"{V1}/auth/login"): Operation(
         "Log in: issue a JWT and set the session cookie", "auth", 200, r.LoginAnswer,
@@ -96,8 +97,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", f"{V1}/sessions/{{session_id}}/messages"): Operation(
         "Conversation history, paged backwards", "sessions", 200, r.MessagePage,
         query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
-        description="`before` is the `created_at` of the oldest message shown; each page "
-        "carries `next_before` while more may exist.",
+        description="The cursor is `before` and `before_id`: the `created_at` and "
+        "`message_id` of the oldest message shown; each page carries `next_before` and "
+        "`next_before_id` while more may exist (messages sharing a timestamp are never "
+        "skipped).",
     ),
     ("POST", f"{V1}/sessions/{{session_id}}/messages"): Operation(
         "Store the user's message and start a run", "runs", 202, r.PostedMessage,
@@ -138,6 +141,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.Readiness, also=(503,), auth=False,
     ),
     ("GET", "/metrics"): Operation(
-        "Prometheus metrics of this process", "operations", 200, "text/plain", auth=False
+        "Prometheus metrics of this process", "operations", 200, "text/plain", auth=False,
+        errors=(401, 403, 404),
+        description="With `METRICS_TOKEN`: 401 without `Authorization: Bearer <token>`. "
+        "With `METRICS_PORT`: served there, 404 here. Neither, in production: 403.",
     ),
 }  # fmt: skip

@@ -51,11 +51,12 @@ class SessionDetail(ChatSession):
 
 
 class MessagePage(BaseModel):
-    """One page of history, oldest first; ``next_before`` pages further back."""
+    """One page of history, oldest first; ``next_before``/``next_before_id`` page further back."""
 
     items: list[Message]
     limit: int
     next_before: str | None
+    next_before_id: str | None
 
 
 class PostedMessage(BaseModel):

@@ -230,31 +230,6 @@ class AgentRegistry:
         """Return every provider."""
         return tuple(self._providers.values())
 
-    def used_providers(self) -> tuple[Provider, ...]:
-        """Return the providers some pipeline's agent may call, in file order."""
-        used = {
-            self._models[model].provider
-            for pipeline in self._pipelines.values()
-            for stage in pipeline.stages
-            for model in self._agents[stage.agent].models
-        }
-        return tuple(p for p in self._providers.values() if p.name in used)
-
-    def check_startable(self) -> None:
-        """Raise PipelinesError if a provider the pipelines use could never be called.
-
-        An unset API-key variable, or a ``${NAME}`` in base_url nothing fills in, would
-        fail every run at run time; refuse them at start. ``${DEMO_MODEL_URL}`` alone is
-        left open: the embedded mode starts the demo model and fills it in.
-        """
-        problems = [
-            f"providers.{p.name}: {p.problem}"
-            for p in self.used_providers()
-            if p.problem is not None and p.missing_url != DEMO_URL_VARIABLE
-        ]
-        if problems:
-            raise PipelinesError("pipelines file: " + "; ".join(problems))
-
     def build_messages(
         self,
         agent: Agent,

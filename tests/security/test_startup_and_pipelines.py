@@ -63,8 +63,8 @@ def _pipelines(tmp_path: Path, base_url: str, key_env: str) -> Path:
     ("base_url", "key_env", "problem"),
     [
         ("https://llm.example/v1", "CHORUS_TEST_UNSET_KEY",
-         "providers.hosted: the environment variable CHORUS_TEST_UNSET_KEY (its API key) is "
-         "not set"),
+         "agents.a: no model can be called (hosted: the environment variable "
+         "CHORUS_TEST_UNSET_KEY (its API key) is not set)"),
         ("${LLM_GATEWAY_URL}/v1", "PATH",
          "providers.hosted: base_url needs ${LLM_GATEWAY_URL}, which was not given"),
     ],
@@ -77,6 +77,16 @@ def test_a_provider_that_can_never_be_called_is_refused_at_start(
     with pytest.raises(PipelinesError) as refused:
         create_app(settings.replace(pipelines_file=path))
     assert problem in str(refused.value)
+
+
+def test_a_keyless_provider_with_a_fallback_starts(settings: Settings, tmp_path: Path) -> None:
+    # A chain that falls back to a callable provider still answers every run.
+    path = _pipelines(tmp_path, "https://llm.example/v1", "CHORUS_TEST_UNSET_KEY")
+    text = path.read_text().replace('models = ["m"]', 'models = ["m", "backup"]')
+    text += '\n[providers.local]\nbase_url = "http://vllm.example/v1"\n'
+    text += '\n[models.backup]\nprovider = "local"\nmodel = "small"\n'
+    path.write_text(text)
+    create_app(settings.replace(pipelines_file=path))  # starts
 
 
 def test_a_provider_no_pipeline_uses_may_lack_its_key(settings: Settings, tmp_path: Path) -> None:
