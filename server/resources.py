@@ -9,33 +9,12 @@ from arq.connections import ArqRedis
 
 from server import keys
 from server.auth.tokens import TokenService
-from server.config import Settings
 from server.events.bus import EventBus
 from server.ratelimit import RateLimiter
-from server.redis_keys import RedisKeys
+from server.redis_client import redis_client
 from server.runs.leases import LeaseBook
 from server.runs.service import RunDeps, RunService
 from server.store.factory import open_store
-
-
-def redis_client(settings: Settings) -> ArqRedis:
-    """Build a Redis client (arq's subclass: it also enqueues jobs) — web and workers alike.
-
-    Every command has a deadline (``REDIS_TIMEOUT_S``) and the socket TCP keepalive, so a
-    silent Redis fails a request or a job instead of hanging it; pub/sub readers poll
-    with shorter timeouts of their own. Workers pass it to arq as ``redis_pool``.
-    """
-    assert settings.redis_url is not None, "REDIS_URL is resolved before clients are built"
-    client: ArqRedis = ArqRedis.from_url(
-        settings.redis_url,
-        health_check_interval=15,
-        socket_connect_timeout=min(5.0, settings.redis_timeout_s),
-        socket_timeout=settings.redis_timeout_s,
-        socket_keepalive=True,
-        retry_on_timeout=True,
-    )
-    client.default_queue_name = RedisKeys(settings.redis_key_prefix).arq_queue()
-    return client
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
