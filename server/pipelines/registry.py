@@ -39,7 +39,8 @@ class UnknownPipeline(UnknownName, UnknownPipelineError):
     """No pipeline has that name (a session's pipeline removed from the file): 422 to clients."""
 
     def __init__(self, message: str) -> None:
-        UnknownPipelineError.__init__(self, message)
+        UnknownPipelineError.__init__(self, message)  # the client's message: a sentence
+        self.args = (message,)  # str() reads like every other UnknownName
 
 
 @dataclass(frozen=True)
