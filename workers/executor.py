@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from server.pipelines.registry import UnknownName
 from server.runs.leases import Lease
 from server.store.models import FINAL_RUN_STATUSES, Run, Usage
 from workers.context import WorkerDeps
@@ -60,12 +61,18 @@ class StageExecutor:
 
     async def _perform(self, run: Run, index: int, lease: Lease) -> None:
         d, stage = self.deps, run.stages[index]
+        try:
+            agent = d.registry.agent(stage.agent)
+        except UnknownName:  # the pipelines file changed under a running session
+            await self.runs.fail_stage(
+                run, index, f"Agent {stage.agent!r} is no longer configured on this server."
+            )
+            return
         observer = StageObserver(
             bus=d.bus, store=d.store, session_id=run.session_id, run_id=run.run_id,
             user_id=run.user_id, stage=stage.name, flush_ms=d.settings.delta_flush_ms,
             generation=run.generation,
         )  # fmt: skip
-        agent = d.registry.agent(stage.agent)
         messages = await self._prompt(run, index)
         try:
             result = await d.chain.run(agent, messages, observer, self._stop_check(run, lease))

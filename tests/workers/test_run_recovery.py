@@ -224,3 +224,17 @@ async def test_a_session_claimed_by_a_finished_or_missing_run_accepts_a_message(
     assert await worker.runs.repair_sessions(min_age_s=60) == 1
     session = await store.get_session(user_id, sid)
     assert session is not None and session.active_run_id is None
+
+
+async def test_a_stage_whose_agent_vanished_fails_the_run_cleanly(
+    app: Client, worker: WorkerDeps
+) -> None:
+    user = await make_user(app)
+    run = (await _send(app, user))["run"]
+    await worker.store.update_run(run["run_id"], {"stages.0.agent": "removed-from-the-file"})
+    await StageExecutor(worker).execute(run["run_id"], 0, 0)
+    failed = await worker.store.get_run(run["run_id"])
+    assert failed is not None and failed.status == "failed"
+    assert failed.error is not None and "no longer configured" in failed.error
+    session = await worker.store.get_session(user.user["user_id"], run["session_id"])
+    assert session is not None and session.active_run_id is None  # not left for the reaper
