@@ -12,6 +12,8 @@ from server import keys
 from server.api.health import routes as health_routes
 from server.api.openapi import setup_openapi
 from server.api.usage import routes as usage_routes
+from server.apikeys.routes import routes as api_key_routes
+from server.apikeys.service import api_keys_ctx
 from server.auth.passwords import PasswordHasher
 from server.auth.routes import routes as auth_routes
 from server.config import Settings
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(run_service_ctx)
+    app.cleanup_ctx.append(api_keys_ctx)
     setup_sessions(app, _cookie_storage(settings))
     app.add_routes(health_routes)
     app.add_routes(auth_routes)
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(run_routes)
     app.add_routes(pipeline_routes)
     app.add_routes(usage_routes)
+    app.add_routes(api_key_routes)
     setup_ws(app)
     setup_openapi(app)
     setup_cors(app)

@@ -115,6 +115,9 @@ class Settings:
     ws_queue_size: int = 1024
     # Operations: where `python -m workers` serves /metrics and /healthz (0: nowhere).
     worker_metrics_port: int = 9101
+    # Open interfaces (API keys, SSE, the OpenAI-compatible endpoint).
+    api_keys_per_user: int = 20
+    sse_heartbeat_s: float = 15.0
 
     @property
     def production(self) -> bool:
@@ -196,6 +199,8 @@ class Settings:
             ws_heartbeat_s=_float(env, "WS_HEARTBEAT_S", cls.ws_heartbeat_s),
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", cls.ws_queue_size, 1),
             worker_metrics_port=_int(env, "WORKER_METRICS_PORT", cls.worker_metrics_port),
+            api_keys_per_user=_int(env, "API_KEYS_PER_USER", cls.api_keys_per_user, 1),
+            sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", cls.sse_heartbeat_s),
         )
         settings.validate()
         return settings
