@@ -27,6 +27,7 @@ from server.redis_keys import RedisKeys
 from server.resources import redis_ctx, run_service_ctx, store_ctx
 from server.runs.routes import routes as run_routes
 from server.sessions.routes import routes as session_routes
+from server.sse.routes import setup_sse
 from server.ui import setup_ui
 from server.ws import setup_ws
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(api_key_routes)
     setup_ws(app)
     setup_openapi(app)
+    setup_sse(app)
     setup_cors(app)
     setup_ui(app)
     return app
