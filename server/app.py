@@ -21,6 +21,7 @@ from server.cors import setup_cors
 from server.errors import error_middleware
 from server.metrics import Metrics
 from server.middlewares import request_context
+from server.openai_api.routes import routes as openai_routes
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
 from server.redis_keys import RedisKeys
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(pipeline_routes)
     app.add_routes(usage_routes)
     app.add_routes(api_key_routes)
+    app.add_routes(openai_routes)
     setup_ws(app)
     setup_openapi(app)
     setup_sse(app)
