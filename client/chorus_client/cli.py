@@ -41,6 +41,13 @@ async def _turn(client: ChorusClient, session_id: str, content: str, stepper: St
         await stream.aclose()
 
 
+def _ask() -> str:
+    """Read one message, prompting on stderr (stdout carries only answers)."""
+    sys.stderr.write("you> ")
+    sys.stderr.flush()
+    return input()
+
+
 def _messages(args: argparse.Namespace) -> list[str] | None:
     if args.message:
         return [" ".join(args.message)]
@@ -68,7 +75,7 @@ async def chat(args: argparse.Namespace, cfg: CliConfig) -> int:
                 content = given.pop(0)
             else:
                 try:
-                    content = await asyncio.to_thread(input, "you> ")
+                    content = await asyncio.to_thread(_ask)
                 except EOFError:
                     break
                 if not content.strip():
