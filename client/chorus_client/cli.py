@@ -137,7 +137,7 @@ async def api_keys(args: argparse.Namespace, cfg: CliConfig) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="chorus", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="chorus", description="Talk to a Chorus server.")
     parser.add_argument("--url", help="server URL (default: $CHORUS_URL or the saved one)")
     parser.add_argument("--token", help="API key or login token (default: $CHORUS_API_KEY)")
     sub = parser.add_subparsers(dest="command", required=True)
