@@ -86,9 +86,12 @@ async def _final_from_store(app: web.Application, run: Run) -> dict[str, Any]:
 
 
 async def run_events(
-    app: web.Application, feed: SessionFeed, run: Run, idle_s: float
+    app: web.Application, feed: SessionFeed, run: Run, idle_s: float, *, covered: bool
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Yield the run's events batch by batch (an empty batch when idle) until it ends."""
+    if not covered:
+        yield [await _final_from_store(app, run)]
+        return
     while True:
         try:
             events = await feed.next(idle_s)
@@ -111,6 +114,7 @@ class Completion:
     session: ChatSession
     run: Run
     created: int
+    covered: bool  # False: the event history missed the start (Redis lost it): ask the store
 
     @property
     def headers(self) -> dict[str, str]:
@@ -119,7 +123,7 @@ class Completion:
 
     def events(self, idle_s: float) -> AsyncIterator[list[dict[str, Any]]]:
         """The run's events, batch by batch."""
-        return run_events(self.request.app, self.feed, self.run, idle_s)
+        return run_events(self.request.app, self.feed, self.run, idle_s, covered=self.covered)
 
 
 async def _stream(c: Completion) -> web.StreamResponse:
@@ -169,14 +173,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     session = await session_for(request, identity.user, body)
     feed = SessionFeed(app, session.session_id, app[keys.SETTINGS].ws_queue_size)
     try:
-        await feed.open(None, None)  # subscribed before the run starts: nothing is missed
+        # Subscribing once the run has started keeps a Redis round trip out of the time to
+        # first token; the replay from the head read before it covers the events between.
+        head, epoch = await app[keys.EVENT_BUS].head(session.session_id)
         run = await start_run(app, identity.user, session.session_id, content)
+        replay = await feed.open(head, epoch)
         created = int(time.time())
         writer = ChunkWriter(
             f"chatcmpl-{run.run_id}", created, body.model, stages,
             progress=body.chorus_progress, include_usage=body.include_usage,
         )  # fmt: skip
-        completion = Completion(request, feed, writer, session, run, created)
+        completion = Completion(request, feed, writer, session, run, created, replay.recovered)
         return await (_stream(completion) if body.stream else _complete(completion))
     finally:
         feed.close()

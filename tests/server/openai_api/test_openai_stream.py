@@ -13,6 +13,7 @@ from server.app import create_app
 from server.config import Settings
 from server.openai_api import routes
 from server.openai_api.chunks import ChunkWriter
+from server.sse.feed import SessionFeed
 from tests.conftest import ClientFactory
 from tests.helpers import make_user
 from tests.server.openai_api.conftest import Keyed
@@ -115,3 +116,39 @@ def test_a_retried_answer_stage_that_differs_is_flagged_and_sent_whole() -> None
     assert _contents(out) == "HelloGoodbye"
     out = writer.feed({"name": "run.completed", "data": {"message": {"content": "Goodbye!"}}})
     assert _contents(out) == "!"
+
+
+async def test_when_the_history_misses_the_run_the_answer_comes_from_the_store(
+    keyed: Keyed, monkeypatch: Any
+) -> None:
+    app = keyed.client.app
+
+    class LateFeed(SessionFeed):
+        async def open(self, after_seq: int | None, epoch: str | None) -> Any:
+            # Subscribe only once the run's last event is out: no live event will come...
+            stream_key = app[keys.REDIS_KEYS].session_stream(self.session_id)
+            async with asyncio.timeout(30):
+                while True:
+                    last = await app[keys.REDIS].xrevrange(stream_key, count=1)
+                    if last and b'"name":"run.completed"' in last[0][1][b"e"]:
+                        break
+                    await asyncio.sleep(0.02)
+            # ...and, as if Redis had restarted meanwhile, in a new epoch.
+            return await super().open(after_seq, "an-epoch-redis-lost")
+
+    monkeypatch.setattr(routes, "SessionFeed", LateFeed)
+    async with asyncio.timeout(20):
+        resp = await keyed.client.post(
+            "/v1/chat/completions", headers=keyed.auth,
+            json={"model": "default", "stream": True, "stream_options": {"include_usage": True},
+                  "messages": [{"role": "user", "content": "Explain tides"}]},
+        )  # fmt: skip
+        lines = [line async for line in resp.content if line.startswith(b"data: {")]
+    chunks = [json.loads(line[6:]) for line in lines]
+    run = await wait_run(keyed.client, keyed.auth, resp.headers["X-Chorus-Run-Id"])
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == run["stages"][-1]["output"]
+    usage = chunks[-1]["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (
+        run["usage"]["prompt_tokens"], run["usage"]["completion_tokens"],
+    )  # fmt: skip
