@@ -21,8 +21,8 @@ from pydantic import Field
 
 from server import keys
 from server.api.body import QueryModel, parse_query
-from server.auth.identity import authenticate
-from server.errors import InvalidRequest, NotFound
+from server.auth.identity import authenticate, origin_allowed
+from server.errors import Forbidden, InvalidRequest, NotFound
 from server.events.bus import Replay
 from server.logs import session_id_var
 from server.sse.agui import to_ag_ui
@@ -85,6 +85,11 @@ async def _pump(resp: web.StreamResponse, feed: SessionFeed, fmt: str, heartbeat
 async def session_events(request: web.Request) -> web.StreamResponse:
     """Stream a session's events (replay after Last-Event-ID, then live) until disconnect."""
     identity = await authenticate(request)
+    foreign = "Origin" in request.headers and not origin_allowed(
+        request, request.app[keys.SETTINGS]
+    )
+    if identity.via == "cookie" and foreign:
+        raise Forbidden("origin not allowed")  # as the WebSocket handshake does
     query = parse_query(request.query, EventsQuery)
     after_seq, epoch = parse_event_id(request.headers.get("Last-Event-ID") or query.last_event_id)
     session_id = request.match_info["session_id"]

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.sse.feed import SessionFeed
+from tests.conftest import ALLOWED_ORIGIN
 from tests.helpers import error_of
 from tests.server.sse.conftest import open_stream
 from tests.server.ws.conftest import Ws
@@ -123,12 +124,17 @@ async def test_bad_requests_are_clear_errors(ws_tools: Ws) -> None:
     assert await error_of(resp) == (422, "invalid_request")
 
 
-async def test_cookie_authenticates_a_stream(ws_tools: Ws) -> None:
+async def test_cookie_authenticates_a_stream_from_allowed_origins(ws_tools: Ws) -> None:
     user = await ws_tools.user()  # the login set the session cookie on this client
     sid = await ws_tools.session(user)
-    stream = await open_stream(ws_tools.client, sid, {})
+    stream = await open_stream(ws_tools.client, sid, {"Origin": ALLOWED_ORIGIN})
     assert (await stream.subscribed())["recovered"] is True
     stream.drop()
+    path = f"/api/v1/sessions/{sid}/events"
+    foreign = await ws_tools.client.get(path, headers={"Origin": "https://evil.example"})
+    assert await error_of(foreign) == (403, "forbidden")
+    bearer = await open_stream(ws_tools.client, sid, user.auth | {"Origin": "https://x.example"})
+    bearer.drop()  # a bearer token is not sent by browsers on their own: any origin
 
 
 async def test_heartbeats_keep_an_idle_stream_alive(make_ws: Any) -> None:
