@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aiohttp import web
-from pydantic import Field
 
 from server import keys
-from server.api.body import RequestModel, parse_body
+from server.api.body import parse_body
+from server.apikeys.schemas import CreateKeyBody
 from server.apikeys.service import is_api_key_claims
 from server.auth.identity import Identity, authenticate
 from server.errors import Forbidden
 
 routes = web.RouteTableDef()
-
-
-class CreateKeyBody(RequestModel):
-    name: Annotated[str, Field(max_length=100)] = ""
 
 
 async def _key_manager(request: web.Request) -> Identity:

@@ -1,4 +1,4 @@
-"""The one place the OpenAI-compatible API starts runs (swap in RunService here)."""
+"""The one place the OpenAI-compatible API starts runs (through the RunService)."""
 
 from __future__ import annotations
 
@@ -10,5 +10,5 @@ from server.store.models import Run, User
 
 async def start_run(app: web.Application, user: User, session_id: str, content: str) -> Run:
     """Store the user's message and start a run of the session's pipeline."""
-    _message, run = await app[keys.SESSION_MANAGER].post_message(user, session_id, content)
+    _message, run = await app[keys.RUN_SERVICE].post_message(user, session_id, content)
     return run

@@ -68,3 +68,77 @@ class ChatCompletionBody(BaseModel):
     def ignored(self) -> list[str]:
         """OpenAI parameters given but not applied (the pipeline's agents decide)."""
         return sorted((self.model_extra or {}).keys())
+
+
+# Answers, as the OpenAPI document describes them (the handlers build plain dicts).
+
+
+class ModelChorus(BaseModel):
+    description: str
+    answer_stage: str
+    stages: list[str]
+
+
+class ModelInfo(BaseModel):
+    """A pipeline as an OpenAI model."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    chorus: ModelChorus
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelInfo]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: Literal["stop"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChorus(BaseModel):
+    session_id: str
+    run_id: str
+
+
+class ChatCompletion(BaseModel):
+    """A finished (non-streaming) completion; ``stream: true`` answers SSE chunks instead."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: None
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    chorus: CompletionChorus
+
+
+class OpenAiErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: None
+    code: str | None
+
+
+class OpenAiErrorBody(BaseModel):
+    """OpenAI's error envelope."""
+
+    error: OpenAiErrorDetail
