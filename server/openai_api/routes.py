@@ -8,6 +8,7 @@ API with the run id the first chunk and the ``X-Chorus-Run-Id`` header carry).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,11 +21,11 @@ from server import keys
 from server.api.body import parse_body
 from server.auth.identity import authenticate
 from server.openai_api.chunks import ChunkWriter
-from server.openai_api.errors import openai_error, openai_errors
+from server.openai_api.errors import error_payload, openai_error, openai_errors
 from server.openai_api.run_control import start_run
 from server.openai_api.schemas import ChatCompletionBody
 from server.openai_api.sessions import SESSION_HEADER, ModelNotFound, check_model, session_for
-from server.sse.feed import FeedLost, SessionFeed
+from server.sse.feed import FeedClosed, FeedLost, SessionFeed
 from server.store.models import ChatSession, Run
 
 routes = web.RouteTableDef()
@@ -136,15 +137,23 @@ async def _stream(c: Completion) -> web.StreamResponse:
             chunks = [chunk for event in events for chunk in c.writer.feed(event)]
             await resp.write(b"".join(map(_data, chunks)) if events else b": ping\n\n")
         await resp.write(b"".join(map(_data, c.writer.closing())) + _DONE)
+    except FeedClosed as closed:  # token revoked or expired, or the server shutting down
+        error = error_payload(f"stream closed: {closed}; the run goes on", "server_error",
+                              "stream_closed")  # fmt: skip
+        with contextlib.suppress(ConnectionError):
+            await resp.write(_data(error) + _DONE)
     except ConnectionError:
         pass  # the client left (or aiohttp cancels us): the run goes on, it is the server's
     return resp
 
 
 async def _complete(c: Completion) -> web.Response:
-    async for events in c.events(3600.0):
-        for event in events:
-            c.writer.feed(event)
+    try:
+        async for events in c.events(3600.0):
+            for event in events:
+                c.writer.feed(event)
+    except FeedClosed as closed:
+        return openai_error(503, f"stream closed: {closed}; the run goes on", "stream_closed")
     outcome = c.writer.outcome
     assert outcome is not None
     if outcome.status != "completed":
@@ -172,6 +181,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     content = body.messages[-1].text()
     session = await session_for(request, identity.user, body)
     feed = SessionFeed(app, session.session_id, app[keys.SETTINGS].ws_queue_size)
+    # Attached like a socket: a revoked key or token, or shutdown, ends the response.
+    detach = app[keys.EVENT_HUB].attach(feed, identity.claims.jti)
     try:
         # Subscribing once the run has started keeps a Redis round trip out of the time to
         # first token; the replay from the head read before it covers the events between.
@@ -186,6 +197,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         completion = Completion(request, feed, writer, session, run, created, replay.recovered)
         return await (_stream(completion) if body.stream else _complete(completion))
     finally:
+        detach()
         feed.close()
 
 

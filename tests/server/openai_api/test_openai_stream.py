@@ -152,3 +152,25 @@ async def test_when_the_history_misses_the_run_the_answer_comes_from_the_store(
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (
         run["usage"]["prompt_tokens"], run["usage"]["completion_tokens"],
     )  # fmt: skip
+
+
+async def test_revoking_the_key_ends_its_stream_but_not_the_run(
+    aiohttp_client: ClientFactory, run_settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(run_settings))  # no worker: the run waits
+    user = await make_user(client)
+    created = await (await client.post("/api/v1/api-keys", json={}, headers=user.auth)).json()
+    resp = await client.post(
+        "/v1/chat/completions", headers={"Authorization": f"Bearer {created['key']}"},
+        json={"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )  # fmt: skip
+    assert (await resp.content.readline()).startswith(b"data: {")  # the opening chunk
+    revoked = await client.delete(f"/api/v1/api-keys/{created['key_id']}", headers=user.auth)
+    assert revoked.status == 204
+    async with asyncio.timeout(10):
+        rest = [line async for line in resp.content if line.startswith(b"data: ")]
+    assert json.loads(rest[0][6:])["error"]["code"] == "stream_closed"
+    assert rest[-1] == b"data: [DONE]\n"
+    run = await (await client.get(f"/api/v1/runs/{resp.headers['X-Chorus-Run-Id']}",
+                                  headers=user.auth)).json()  # fmt: skip
+    assert run["status"] == "queued" and run["cancel_requested"] is False
