@@ -28,6 +28,7 @@ async def _turn(client: ChorusClient, session_id: str, content: str, stepper: St
     try:
         await anext(stream)  # subscribed before sending: no event is missed
         run_id = (await client.send(session_id, content))["run"]["run_id"]
+        print(f"run {run_id} queued", file=sys.stderr, flush=True)
         try:
             async for item in stream:
                 if isinstance(item, Event) and item.run_id == run_id:

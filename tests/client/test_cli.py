@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from server.app import create_app
+from server.config import Settings
+from tests.conftest import ClientFactory
 from tests.helpers import make_user
 
 Client = TestClient[Any, web.Application]
@@ -100,3 +104,25 @@ async def test_login_saves_a_token_and_errors_are_clear(stack: Client, tmp_path:
     assert status == 0 and out.startswith("chk_")
     status, out, _err = await chorus("keys", "list", env=env)
     assert "laptop" in out and "active" in out
+
+
+async def test_ctrl_c_cancels_the_run(
+    aiohttp_client: ClientFactory, run_settings: Settings, tmp_path: Path
+) -> None:
+    app_client = await aiohttp_client(create_app(run_settings))  # no worker: the run waits
+    env = await _env(app_client, tmp_path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chorus_client.cli", "chat", "--pipeline", "chat", "hello",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(CLIENT_DIR), **env},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    assert (await proc.stderr.readline()).startswith(b"session ")
+    queued = (await proc.stderr.readline()).decode().split()  # the message is sent
+    assert queued[0] == "run" and queued[2] == "queued"
+    proc.send_signal(signal.SIGINT)
+    _out, err = await proc.communicate()
+    assert proc.returncode == 130, err
+    headers = {"Authorization": f"Bearer {env['CHORUS_API_KEY']}"}
+    run = await (await app_client.get(f"/api/v1/runs/{queued[1]}", headers=headers)).json()
+    assert run["status"] == "cancelled"
