@@ -111,3 +111,10 @@ async def test_api_keys_through_the_client(logged_in: Pair, stack: Client) -> No
         assert refused.value.status == 403
     await client.revoke_api_key(created["key_id"])
     assert (await client.list_api_keys())[0]["revoked_at"] is not None
+
+
+async def test_events_of_a_session_not_ours_is_a_chorus_error(logged_in: Pair) -> None:
+    client, _user = logged_in
+    with pytest.raises(ChorusError) as missing:
+        await anext(client.events("no-such-session"))
+    assert (missing.value.status, missing.value.code) == (404, "not_found")

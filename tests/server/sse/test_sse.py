@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.sse.feed import SessionFeed
+from server.sse.routes import close_streams
 from tests.conftest import ALLOWED_ORIGIN
 from tests.helpers import error_of
 from tests.server.sse.conftest import open_stream
@@ -222,3 +223,14 @@ async def test_an_event_published_between_replay_and_live_is_delivered_once(
     assert [e["seq"] for e in await feed.next(1.0)] == [2, 3, 4]
     feed.close()
     probe.close()
+
+
+async def test_shutdown_ends_every_stream(ws_tools: Ws) -> None:
+    user = await ws_tools.user()
+    sid = await ws_tools.session(user)
+    stream = await open_stream(ws_tools.client, sid, user.auth)
+    await stream.subscribed()
+    await close_streams(ws_tools.client.app)
+    async with asyncio.timeout(5):
+        rest = await stream.resp.content.read()
+    assert rest == b""
