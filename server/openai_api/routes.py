@@ -20,7 +20,9 @@ from aiohttp import web
 from server import keys
 from server.api.body import parse_body
 from server.auth.identity import authenticate
+from server.openai_api import conversations
 from server.openai_api.chunks import ChunkWriter
+from server.openai_api.conversations import Turn
 from server.openai_api.errors import error_payload, openai_error, openai_errors
 from server.openai_api.run_control import start_run
 from server.openai_api.schemas import ChatCompletionBody
@@ -115,7 +117,18 @@ class Completion:
     session: ChatSession
     run: Run
     created: int
+    turns: list[Turn]  # the conversation's user and assistant turns, this message last
     covered: bool  # False: the event history missed the start (Redis lost it): ask the store
+
+    async def remember(self) -> None:
+        """Let the client continue this conversation without naming the session."""
+        outcome = self.writer.outcome
+        if outcome is not None and outcome.status == "completed":
+            turns = [*self.turns, ("assistant", outcome.answer.strip())]
+            await conversations.remember(
+                self.request.app, self.run.user_id, self.session.pipeline, turns,
+                self.session.session_id,
+            )  # fmt: skip
 
     @property
     def headers(self) -> dict[str, str]:
@@ -137,6 +150,7 @@ async def _stream(c: Completion) -> web.StreamResponse:
             chunks = [chunk for event in events for chunk in c.writer.feed(event)]
             await resp.write(b"".join(map(_data, chunks)) if events else b": ping\n\n")
         await resp.write(b"".join(map(_data, c.writer.closing())) + _DONE)
+        await c.remember()
     except FeedClosed as closed:  # token revoked or expired, or the server shutting down
         error = error_payload(f"stream closed: {closed}; the run goes on", "server_error",
                               "stream_closed")  # fmt: skip
@@ -159,6 +173,7 @@ async def _complete(c: Completion) -> web.Response:
     if outcome.status != "completed":
         status = 500 if outcome.status == "failed" else 409
         return openai_error(status, outcome.error, f"run_{outcome.status}")
+    await c.remember()
     message = {"role": "assistant", "content": outcome.answer, "refusal": None}
     body = {
         "id": c.writer.completion_id, "object": "chat.completion", "created": c.created,
@@ -194,7 +209,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             f"chatcmpl-{run.run_id}", created, body.model, stages,
             progress=body.chorus_progress, include_usage=body.include_usage,
         )  # fmt: skip
-        completion = Completion(request, feed, writer, session, run, created, replay.recovered)
+        turns = conversations.turns_of(body.messages)
+        completion = Completion(
+            request, feed, writer, session, run, created, turns, replay.recovered
+        )
         return await (_stream(completion) if body.stream else _complete(completion))
     finally:
         detach()

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server import keys
 from server.errors import InvalidRequest, NotFound
+from server.openai_api import conversations
 from server.openai_api.schemas import ChatCompletionBody, ChatMessage
 from server.store.base import Store
 from server.store.models import ChatSession, Message, User, utcnow
@@ -31,11 +32,12 @@ def check_model(app: web.Application, model: str) -> list[str]:
 
 
 async def session_for(request: web.Request, user: User, body: ChatCompletionBody) -> ChatSession:
-    """The session named by header or ``chorus_session_id``, else a new one with the history.
+    """The session named by header or ``chorus_session_id``; else the one this conversation
+    started (server/openai_api/conversations.py); else a new one seeded with the history.
 
-    In a named session only the last message is new: the earlier ones are already its
-    history. A new session is seeded with the request's earlier user and assistant
-    messages (system messages are left to the pipeline's own agents).
+    In a named or continued session only the last message is new: the earlier ones are
+    already its history. A new session is seeded with the request's earlier user and
+    assistant messages (system messages are left to the pipeline's own agents).
     """
     session_id = request.headers.get(SESSION_HEADER) or body.chorus_session_id
     store = request.app[keys.STORE]
@@ -48,10 +50,26 @@ async def session_for(request: web.Request, user: User, body: ChatCompletionBody
         if session.pipeline != body.model:
             raise InvalidRequest(f"model: session {session_id} runs {session.pipeline!r}")
         return session
+    continued = await _continued(request.app, user, body)
+    if continued is not None:
+        return continued
     title = body.messages[-1].text().strip().replace("\n", " ")[:_TITLE_CHARS]
     session = ChatSession(user_id=user.user_id, title=title, pipeline=body.model)
     await store.create_session(session)
     await _seed(store, session, body.messages[:-1])
+    return session
+
+
+async def _continued(
+    app: web.Application, user: User, body: ChatCompletionBody
+) -> ChatSession | None:
+    history = conversations.turns_of(body.messages[:-1])
+    session_id = await conversations.find(app, user.user_id, body.model, history)
+    if session_id is None:
+        return None
+    session = await app[keys.STORE].get_session(user.user_id, session_id)
+    if session is None or session.active_run_id is not None:
+        return None  # deleted, or busy with another request: start afresh
     return session
 
 

@@ -196,3 +196,32 @@ async def test_a_login_token_works_too(keyed: Keyed) -> None:
             model="chat", messages=[{"role": "user", "content": "hello"}]
         )
     assert done.choices[0].message.content
+
+
+async def test_a_client_that_resends_the_conversation_continues_its_session(keyed: Keyed) -> None:
+    async with _async(keyed) as sdk:
+        first = [{"role": "user", "content": "What is tea?"}]
+        stream = await sdk.chat.completions.create(model="chat", messages=first, stream=True)
+        chunks = [chunk async for chunk in stream]
+        answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        session_id = (chunks[0].model_extra or {})["chorus"]["session_id"]
+        # What Open WebUI and friends do: send everything again, with the answer.
+        second = [*first, {"role": "assistant", "content": answer + "\n"},
+                  {"role": "user", "content": "And coffee?"}]  # fmt: skip
+        again = await sdk.chat.completions.create(model="chat", messages=second)
+        assert (again.model_extra or {})["chorus"]["session_id"] == session_id
+        # A conversation the server did not have (an edited answer) starts a new session.
+        edited = [*first, {"role": "assistant", "content": "edited"},
+                  {"role": "user", "content": "And coffee?"}]  # fmt: skip
+        forked = await sdk.chat.completions.create(model="chat", messages=edited)
+    forked_id = (forked.model_extra or {})["chorus"]["session_id"]
+    assert forked_id != session_id
+    resp = await keyed.client.get(f"/api/v1/sessions/{session_id}", headers=keyed.auth)
+    messages = [(m["role"], m["content"]) for m in (await resp.json())["messages"]]
+    assert messages == [
+        ("user", "What is tea?"), ("assistant", answer),
+        ("user", "And coffee?"), ("assistant", again.choices[0].message.content),
+    ]  # fmt: skip
+    resp = await keyed.client.get(f"/api/v1/sessions/{forked_id}", headers=keyed.auth)
+    forked_messages = [m["content"] for m in (await resp.json())["messages"]]
+    assert forked_messages[:3] == ["What is tea?", "edited", "And coffee?"]
