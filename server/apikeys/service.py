@@ -85,8 +85,13 @@ class ApiKeyService:
         if key.revoked_at is not None:
             return key
         revoked = await self._store.update_api_key(user.user_id, key_id, {"revoked_at": utcnow()})
-        # Every web process's EventHub closes the sockets authenticated with this key.
-        await self._redis.publish(self._keys.revocations_channel(), JTI_PREFIX + key_id)
+        # Every web process's EventHub closes the sockets authenticated with this key; the
+        # denylist entry is what a hub that was away from Redis checks when it is back.
+        jti = JTI_PREFIX + key_id
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.jwt_denied(jti), "1", ex=_VALID_FOR_S)
+            pipe.publish(self._keys.revocations_channel(), jti)
+            await pipe.execute()
         return revoked or key
 
     async def verify(self, key: str) -> Claims:

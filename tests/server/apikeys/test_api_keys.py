@@ -62,6 +62,9 @@ async def test_revoked_key_stops_working(client: Client) -> None:
     assert await error_of(resp) == (401, "unauthorized")
     listed = await (await client.get("/api/v1/api-keys", headers=user.auth)).json()
     assert listed["items"][0]["revoked_at"] is not None
+    # Denied by jti too: a web process back from a Redis outage closes the key's sockets.
+    denied = client.app[keys.REDIS_KEYS].jwt_denied(f"apikey-{created['key_id']}")
+    assert await client.app[keys.REDIS].exists(denied) == 1
     again = await client.delete(f"/api/v1/api-keys/{created['key_id']}", headers=user.auth)
     assert again.status == 204  # idempotent
 
