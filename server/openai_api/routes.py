@@ -72,39 +72,49 @@ async def get_model(request: web.Request) -> web.Response:
     raise ModelNotFound(f"The model {name!r} does not exist: it must name a pipeline")
 
 
-async def _final_from_store(app: web.Application, run: Run) -> dict[str, Any]:
-    """The run's end read from the store (when the event history no longer covers it)."""
-    store = app[keys.STORE]
-    while True:
-        current = await store.get_run(run.run_id, run.user_id)
-        if current is None:
-            return {"name": "run.failed", "data": {"error": "the run was deleted"}}
-        if current.status == "completed":
-            answer = current.stages[-1].output or ""
-            return {"name": "run.completed", "data": {
-                "message": {"content": answer}, "usage": current.usage.model_dump()}}  # fmt: skip
-        if current.status in ("failed", "cancelled"):
-            return {"name": f"run.{current.status}", "data": {"error": current.error}}
+async def _ending(app: web.Application, run: Run) -> dict[str, Any] | None:
+    """The run's final event rebuilt from the store, or None while it is not over."""
+    current = await app[keys.STORE].get_run(run.run_id, run.user_id)
+    if current is None:
+        return {"name": "run.failed", "data": {"error": "the run was deleted"}}
+    if current.status == "completed":
+        answer = current.stages[-1].output or ""
+        return {"name": "run.completed", "data": {
+            "message": {"content": answer}, "usage": current.usage.model_dump()}}  # fmt: skip
+    if current.status in ("failed", "cancelled"):
+        return {"name": f"run.{current.status}", "data": {"error": current.error}}
+    return None
+
+
+async def _from_store(
+    app: web.Application, run: Run, idle_s: float
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Wait for the run's end in the store (the event history no longer covers it)."""
+    idle = 0.0
+    while (ending := await _ending(app, run)) is None:
         await asyncio.sleep(_STORE_POLL_S)
+        idle += _STORE_POLL_S
+        if idle >= idle_s:
+            idle = 0.0
+            yield []  # a heartbeat
+    yield [ending]
 
 
 async def run_events(
     app: web.Application, feed: SessionFeed, run: Run, idle_s: float, *, covered: bool
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Yield the run's events batch by batch (an empty batch when idle) until it ends."""
-    if not covered:
-        yield [await _final_from_store(app, run)]
-        return
-    while True:
+    while covered:
         try:
             events = await feed.next(idle_s)
         except FeedLost:
-            yield [await _final_from_store(app, run)]
-            return
+            break
         mine = [e for e in events if e.get("run_id") == run.run_id]
         yield mine
         if any(e["name"] in FINAL_EVENTS for e in mine):
             return
+    async for batch in _from_store(app, run, idle_s):
+        yield batch
 
 
 @dataclass
