@@ -14,6 +14,8 @@ from server.api.health import routes as health_routes
 from server.api.metrics import setup_metrics
 from server.api.openapi import setup_openapi
 from server.api.usage import routes as usage_routes
+from server.apikeys.routes import routes as api_key_routes
+from server.apikeys.service import api_keys_ctx
 from server.auth.passwords import PasswordHasher
 from server.auth.routes import routes as auth_routes
 from server.config import Settings
@@ -21,6 +23,7 @@ from server.cors import setup_cors
 from server.errors import error_middleware
 from server.metrics import Metrics
 from server.middlewares import hide_server_version, reject_undecodable, request_context
+from server.openai_api.routes import routes as openai_routes
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
 from server.pipelines.startup import check_startable
@@ -30,6 +33,7 @@ from server.resources import redis_ctx, run_service_ctx, store_ctx
 from server.runs.routes import routes as run_routes
 from server.serverlog import server_log
 from server.sessions.routes import routes as session_routes
+from server.sse.routes import setup_sse
 from server.ui import setup_ui
 from server.ws import setup_ws
 
@@ -76,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(run_service_ctx)
+    app.cleanup_ctx.append(api_keys_ctx)
     setup_sessions(app, _cookie_storage(settings))
     app.add_routes(health_routes)
     setup_metrics(app)
@@ -85,8 +90,11 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(run_routes)
     app.add_routes(pipeline_routes)
     app.add_routes(usage_routes)
+    app.add_routes(api_key_routes)
+    app.add_routes(openai_routes)
     setup_ws(app)
     setup_openapi(app)
+    setup_sse(app)
     setup_cors(app)
     setup_ui(app)
     return app

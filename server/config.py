@@ -151,6 +151,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     redis_timeout_s: float = 10.0
     mongodb_timeout_ms: int = 10_000
+    # Open interfaces (API keys, SSE, the OpenAI-compatible endpoint).
+    api_keys_per_user: int = 20
+    sse_heartbeat_s: float = 15.0
 
     @property
     def production(self) -> bool:
@@ -235,6 +238,8 @@ class Settings:
             ws_queue_size=_int(env, "WS_QUEUE_SIZE", cls.ws_queue_size, 1),
             worker_metrics_port=_int(env, "WORKER_METRICS_PORT", cls.worker_metrics_port),
             **_hardening(env),
+            api_keys_per_user=_int(env, "API_KEYS_PER_USER", cls.api_keys_per_user, 1),
+            sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", cls.sse_heartbeat_s),
         )
         settings.validate()
         return settings

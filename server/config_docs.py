@@ -155,7 +155,13 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
         Var("WS_HEARTBEAT_S", "ws_heartbeat_s", "WebSocket ping interval; dead peers are "
             "reaped"),
         Var("WS_QUEUE_SIZE", "ws_queue_size", "outgoing frames queued per socket before it "
-            "is closed with 1013"),
+            "is closed with 1013 (an SSE stream's buffer: past it, it rereads the replay log)"),
+    )),
+    ("Open interfaces (docs/openai.md, docs/sse.md)", (
+        Var("API_KEYS_PER_USER", "api_keys_per_user", "active API keys a user may hold (409 "
+            "`too_many_api_keys` beyond)"),
+        Var("SSE_HEARTBEAT_S", "sse_heartbeat_s", "idle time after which SSE streams "
+            "(session events, `/v1/chat/completions`) send a `: ping` comment"),
     )),
 )  # fmt: skip
 

@@ -18,6 +18,7 @@ from server.redis_keys import RedisKeys
 from server.store.base import Store
 
 if TYPE_CHECKING:
+    from server.apikeys.service import ApiKeyService
     from server.pipelines import AgentRegistry
     from server.runs.service import RunService
     from server.ws.limits import SocketLimits
@@ -37,3 +38,4 @@ RUN_SERVICE: web.AppKey[RunService] = web.AppKey("run_service")
 WS_LIMITS: web.AppKey[SocketLimits] = web.AppKey("ws_limits")
 # Whether the built-in demo model is answering (set by the embedded bootstrap; the UI says so).
 DEMO_MODEL_ACTIVE = web.AppKey("demo_model_active", bool)
+API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")

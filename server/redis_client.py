@@ -8,7 +8,7 @@ from server.config import Settings
 from server.redis_keys import RedisKeys
 
 
-def redis_client(settings: Settings) -> ArqRedis:
+def redis_client(settings: Settings, *, pubsub: bool = False) -> ArqRedis:
     """Build a Redis client (arq's subclass: it also enqueues jobs) — web and workers alike.
 
     Every command has a deadline (``REDIS_TIMEOUT_S``) and the socket TCP keepalive, so a
@@ -20,7 +20,10 @@ def redis_client(settings: Settings) -> ArqRedis:
         settings.redis_url,
         health_check_interval=15,
         socket_connect_timeout=min(5.0, settings.redis_timeout_s),
-        socket_timeout=settings.redis_timeout_s,
+        # A pub/sub reader waits with get_message(timeout=...) of its own; a socket timeout
+        # on its connection made redis-py swallow the task's cancellation at shutdown (the
+        # EventHub's subscriber task never ended), so pub/sub clients have none.
+        socket_timeout=None if pubsub else settings.redis_timeout_s,
         socket_keepalive=True,
         # No retry_on_timeout: with health checks on, redis-py 5.3 then retries a silent
         # server's timeouts without end (measured: a PING hung past 20 s at a 0.3 s

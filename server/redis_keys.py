@@ -78,3 +78,7 @@ class RedisKeys:
     def stage_job_id(self, run_id: str, stage_index: int, generation: int = 0) -> str:
         """Stable arq job id: one job per run stage (per retry generation)."""
         return f"stage:{run_id}:{stage_index}:{generation}"
+
+    def openai_conversation(self, digest: str) -> str:
+        """The session that continues a /v1 conversation, by a digest of its turns so far."""
+        return f"{self.prefix}:v1conv:{digest}"

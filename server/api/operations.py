@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from server.api import responses as r
+from server.apikeys.schemas import ApiKeyCreated, ApiKeyList, CreateKeyBody
 from server.auth.schemas import LoginBody, RegisterBody
+from server.openai_api.schemas import (
+    ChatCompletion,
+    ChatCompletionBody,
+    ModelInfo,
+    ModelList,
+    OpenAiErrorBody,
+)
 from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
@@ -20,6 +28,7 @@ from server.sessions.schemas import (
     PostMessageBody,
     RenameSessionBody,
 )
+from server.sse.routes import EventsQuery
 from server.store.models import ChatSession, Run, UsageSummary
 
 # Statuses an authenticated request may get whatever it asks: no or a bad token, a cookie
@@ -130,6 +139,40 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         auth=False,
         description="Upgrade to a WebSocket. Auth: the handshake's bearer token or cookie "
         "(403 for a cookie from a foreign Origin), else a first `auth` frame.",
+    ),
+    ("POST", f"{V1}/api-keys"): Operation(
+        "Create an API key (the key is shown in this answer only)", "api-keys", 201,
+        ApiKeyCreated, body=CreateKeyBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 409),
+        description="403 for a caller authenticated by an API key; 409 `too_many_api_keys`.",
+    ),
+    ("GET", f"{V1}/api-keys"): Operation(
+        "The caller's API keys (never the keys)", "api-keys", 200, ApiKeyList,
+        errors=AUTH_ERRORS,
+    ),
+    ("DELETE", f"{V1}/api-keys/{{key_id}}"): Operation(
+        "Revoke an API key; sockets it opened are closed", "api-keys", 204, None,
+        errors=(*AUTH_ERRORS, 404),
+    ),
+    ("GET", f"{V1}/sessions/{{session_id}}/events"): Operation(
+        "The session's events as server-sent events (see docs/sse.md)", "sessions", 200,
+        "text/event-stream", query=EventsQuery, errors=(*AUTH_ERRORS, 404, 422), streams=True,
+        description="Resume with `Last-Event-ID: <epoch>:<seq>` (or `last_event_id`); the "
+        "first frame, `event: subscribed`, says `{last_seq, epoch, recovered}`.",
+    ),
+    ("GET", "/v1/models"): Operation(
+        "Pipelines as OpenAI models (see docs/openai.md)", "openai", 200, ModelList,
+        errors=(401, 403, 429), error_model=OpenAiErrorBody,
+    ),
+    ("GET", "/v1/models/{model}"): Operation(
+        "One pipeline as an OpenAI model", "openai", 200, ModelInfo,
+        errors=(401, 403, 404, 429), error_model=OpenAiErrorBody,
+    ),
+    ("POST", "/v1/chat/completions"): Operation(
+        "Run the pipeline named by `model` (OpenAI-compatible)", "openai", 200, ChatCompletion,
+        body=ChatCompletionBody, errors=(400, 401, 403, 404, 409, 413, 415, 429, 500),
+        error_model=OpenAiErrorBody,
+        description="`stream: true` answers `text/event-stream` chunks in OpenAI's format. "
+        "Errors in OpenAI's shape; validation is 400, not 422.",
     ),
     ("GET", f"{V1}/openapi.json"): Operation(
         "This document", "meta", 200, "application/json", auth=False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 from redis.asyncio import Redis
@@ -13,6 +14,7 @@ from server.redis_keys import RedisKeys
 from server.store.models import User
 
 ALGORITHM = "HS256"
+API_KEY_PREFIX = "chk_"  # API keys (server/apikeys/) start with it; JWTs never do
 
 
 class TokenError(Exception):
@@ -34,14 +36,25 @@ class Claims:
         return self.exp - time.time()
 
 
+class ApiKeyVerifier(Protocol):
+    """Checks an API key and answers the claims a token would carry."""
+
+    async def verify(self, key: str) -> Claims: ...
+
+
 class TokenService:
-    """Issue and verify HS256 access tokens; revoke them by jti."""
+    """Issue and verify HS256 access tokens; revoke them by jti. Accepts API keys too."""
 
     def __init__(self, secret: str, ttl_s: int, redis: Redis, keys: RedisKeys) -> None:
         self._secret = secret
         self.ttl_s = ttl_s
         self._redis = redis
         self._keys = keys
+        self._api_keys: ApiKeyVerifier | None = None
+
+    def accept_api_keys(self, verifier: ApiKeyVerifier) -> None:
+        """Let ``verify`` accept API keys (wired once the store is open)."""
+        self._api_keys = verifier
 
     def issue(self, user: User) -> tuple[str, Claims]:
         """Return a new signed token for the user and its claims."""
@@ -73,7 +86,9 @@ class TokenService:
             raise TokenError("malformed claims") from None
 
     async def verify(self, token: str) -> Claims:
-        """Decode the token and check it has not been revoked."""
+        """Decode the token (or check the API key) and check it has not been revoked."""
+        if token.startswith(API_KEY_PREFIX) and self._api_keys is not None:
+            return await self._api_keys.verify(token)
         claims = self.decode(token)
         if await self._redis.exists(self._keys.jwt_denied(claims.jti)):
             raise TokenError("token revoked")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from server.store.models import ChatSession, LlmCall, Message, Run, UsageSummary, User
+from server.store.models import ApiKey, ChatSession, LlmCall, Message, Run, UsageSummary, User
 
 # Field values allowed in ``set_fields``/``expect``: JSON-like values, datetimes and
 # pydantic models (stored as their dump). Keys of ``set_fields`` may be dotted paths
@@ -136,3 +136,16 @@ class Store(Protocol):
 
     async def usage_summary(self, user_id: str) -> UsageSummary:
         """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""
+
+    # api keys
+    async def insert_api_key(self, key: ApiKey) -> None:
+        """Insert an API key; raise DuplicateError if its hash exists."""
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        """Return the user's API keys, revoked ones too, oldest first."""
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Return the API key with this hash (any user's: the hash is the credential)."""
+
+    async def update_api_key(self, user_id: str, key_id: str, set_fields: Fields) -> ApiKey | None:
+        """Set fields on the user's API key; return it updated, or None if absent."""

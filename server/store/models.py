@@ -169,6 +169,23 @@ class LlmCall(Doc):
     created_at: Timestamp = Field(default_factory=utcnow)
 
 
+class ApiKey(Doc):
+    """A user's API key: only its keyed hash is stored; the key itself is shown once."""
+
+    key_id: str = Field(default_factory=new_id)
+    user_id: str
+    name: str = ""
+    key_hash: str
+    prefix: str
+    created_at: Timestamp = Field(default_factory=utcnow)
+    last_used_at: Timestamp | None = None
+    revoked_at: Timestamp | None = None
+
+    def public(self) -> dict[str, Any]:
+        """Return the key as the API lists it (never its hash)."""
+        return self.model_dump(mode="json", exclude={"key_hash", "user_id"})
+
+
 class DayUsage(BaseModel):
     day: str
     prompt_tokens: int = 0

@@ -19,13 +19,22 @@ from pymongo.errors import DuplicateKeyError
 
 from server.store.base import DuplicateError, Fields, SessionOrder
 from server.store.codec import path_parts, summarize, to_bson
-from server.store.models import ChatSession, DayUsage, LlmCall, Message, Run, UsageSummary, User
+from server.store.models import (
+    ApiKey,
+    ChatSession,
+    DayUsage,
+    LlmCall,
+    Message,
+    Run,
+    UsageSummary,
+    User,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Doc = dict[str, Any]
 _NO_ID = {"_id": 0}
 _ID_FIELDS = {"users": "user_id", "sessions": "session_id", "messages": "message_id"}
-_ID_FIELDS |= {"runs": "run_id", "llm_calls": "call_id"}
+_ID_FIELDS |= {"runs": "run_id", "llm_calls": "call_id", "api_keys": "key_id"}
 # (collection, name, keys, unique); "_id" ends sort keys so pagination ties are stable.
 _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ("users", "email_unique", [("email", ASCENDING)], True),
@@ -49,6 +58,8 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ("runs", "status_updated", [("status", 1), ("updated_at", 1)], False),
     ("llm_calls", "run", [("run_id", 1)], False),
     ("llm_calls", "user_created", [("user_id", 1), ("created_at", 1)], False),
+    ("api_keys", "hash_unique", [("key_hash", 1)], True),
+    ("api_keys", "user_created", [("user_id", 1), ("created_at", 1), ("_id", 1)], False),
 )
 # $dateToString works in UTC unless told otherwise.
 _DAY = {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}}
@@ -331,3 +342,21 @@ class MongoStore:
         cursor = await self._db["llm_calls"].aggregate(pipeline)
         rows = await cursor.to_list()
         return summarize(DayUsage.model_validate({**row, "day": row["_id"]}) for row in rows)
+
+    async def insert_api_key(self, key: ApiKey) -> None:
+        """Insert an API key; raise DuplicateError if its hash exists."""
+        await self._insert("api_keys", key)
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        """Return the user's API keys, revoked ones too, oldest first."""
+        order = [("created_at", ASCENDING), ("_id", ASCENDING)]
+        return await self._many(ApiKey, "api_keys", _eq(user_id=user_id), sort=order)
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Return the API key with this hash (any user's: the hash is the credential)."""
+        return await self._one(ApiKey, "api_keys", _eq(key_hash=key_hash))
+
+    async def update_api_key(self, user_id: str, key_id: str, set_fields: Fields) -> ApiKey | None:
+        """Set fields on the user's API key; return it updated, or None if absent."""
+        query = _eq(_id=key_id, user_id=user_id)
+        return await self._update(ApiKey, "api_keys", query, set_fields, None)

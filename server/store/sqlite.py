@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from server.store.base import DuplicateError, Fields, SessionOrder
 from server.store.codec import json_path, summarize, to_json
 from server.store.models import (
+    ApiKey,
     ChatSession,
     DayUsage,
     LlmCall,
@@ -307,3 +308,24 @@ class SqliteStore:
             DayUsage(day=day, prompt_tokens=p, completion_tokens=c, cost_usd=cost, calls=n)
             for day, p, c, cost, n in rows
         )
+
+    async def insert_api_key(self, key: ApiKey) -> None:
+        """Insert an API key; raise DuplicateError if its hash exists."""
+        await self._insert("api_keys", key)
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        """Return the user's API keys, revoked ones too, oldest first."""
+        sql = "SELECT doc FROM api_keys WHERE user_id = ? ORDER BY created_at, id"
+        return _load(ApiKey, await self._rows(sql, (user_id,)))
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Return the API key with this hash (any user's: the hash is the credential)."""
+        rows = await self._rows("SELECT doc FROM api_keys WHERE key_hash = ?", (key_hash,))
+        return next(iter(_load(ApiKey, rows)), None)
+
+    async def update_api_key(self, user_id: str, key_id: str, set_fields: Fields) -> ApiKey | None:
+        """Set fields on the user's API key; return it updated, or None if absent."""
+        doc = await self._update(
+            "api_keys", "id = ? AND user_id = ?", [key_id, user_id], set_fields, None
+        )
+        return None if doc is None else ApiKey.model_validate_json(doc)

@@ -15,6 +15,7 @@ _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "messages": ("message_id", ("session_id", "user_id", "created_at")),
     "runs": ("run_id", ("session_id", "user_id", "status", "created_at", "updated_at")),
     "llm_calls": ("call_id", ("run_id", "user_id", "created_at")),
+    "api_keys": ("key_id", ("user_id", "key_hash", "created_at")),
 }
 _UPDATED = "json_extract(doc, '$.updated_at')"
 # Secondary indexes; the id column of every table gets a unique index too.
@@ -30,6 +31,8 @@ _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
     ("runs_status_updated", "runs", "status, updated_at", False),
     ("llm_calls_run", "llm_calls", "run_id", False),
     ("llm_calls_user_created", "llm_calls", "user_id, created_at", False),
+    ("api_keys_hash", "api_keys", "key_hash", True),
+    ("api_keys_user_created", "api_keys", "user_id, created_at, id", False),
 )
 # Sessions holding an active-run claim (few at any time): what the session repair scans.
 CLAIMED_SESSIONS = "json_extract(doc, '$.active_run_id')"

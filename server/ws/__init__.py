@@ -10,6 +10,7 @@ from aiohttp import web
 
 from server import keys
 from server.events.hub import EventHub
+from server.redis_client import redis_client
 from server.ws.connection import Connection
 from server.ws.endpoint import websocket
 from server.ws.limits import SocketLimits
@@ -30,7 +31,8 @@ def setup_ws(app: web.Application) -> None:
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run this process's EventHub (one Redis pub/sub connection) while the app runs."""
-    hub = EventHub(app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.METRICS])
+    redis = redis_client(app[keys.SETTINGS], pubsub=True)  # its own: no socket timeout
+    hub = EventHub(redis, app[keys.REDIS_KEYS], app[keys.METRICS])
     app[keys.EVENT_HUB] = hub
     await hub.start()
     try:
@@ -41,6 +43,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("event hub not connected to Redis yet; it keeps retrying")
     yield
     await hub.close()
+    await redis.aclose()
 
 
 async def close_sockets(app: web.Application) -> None:

@@ -1,0 +1,1 @@
+"""Per-user API keys: long-lived bearer credentials for scripts and OpenAI clients."""

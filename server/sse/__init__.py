@@ -1,0 +1,1 @@
+"""Server-sent events: a session's events over plain HTTP, with Last-Event-ID resume."""
