@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -37,9 +39,17 @@ class ChorusWorker(Worker):
     """
 
     def __init__(
-        self, *args: Any, wake_channel: str | None = None, recheck_s: float = 0.5, **kwargs: Any
+        self,
+        *args: Any,
+        wake_channel: str | None = None,
+        wake_client: Callable[[], ArqRedis] | None = None,
+        recheck_s: float = 0.5,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # The wake-up listener's own connection: a pub/sub reader must not share the pool's
+        # socket timeout (redis-py then swallowed the listener's cancellation at shutdown).
+        self._wake_client = wake_client
         self._recheck_s = recheck_s
         self._elsewhere: dict[bytes, float] = {}
         self._wake_channel = wake_channel
@@ -66,9 +76,17 @@ class ChorusWorker(Worker):
                     await waker
 
     async def _listen(self, channel: str) -> None:
+        client = self._wake_client() if self._wake_client is not None else self.pool
+        try:
+            await self._listen_on(client, channel)
+        finally:
+            if client is not self.pool:
+                await client.aclose()
+
+    async def _listen_on(self, client: ArqRedis, channel: str) -> None:
         while True:
             try:
-                async with self.pool.pubsub() as pubsub:
+                async with client.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     while True:
                         message = await pubsub.get_message(
