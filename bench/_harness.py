@@ -136,6 +136,12 @@ class Child:
         except OSError:
             return ""
 
+    def kill(self) -> None:
+        """SIGKILL the child (this very pid: no clean-up of any kind) and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM the child (this very pid), then SIGKILL it if it lingers."""
         if self.proc.poll() is None:
@@ -190,6 +196,18 @@ class Stack:
                 pids["redis"] = proc.pid
         return pids
 
+    def kill_redis(self) -> None:
+        """SIGKILL the redis-server (it persists nothing: restarted, it comes back empty)."""
+        os.kill(self.pids()["redis"], signal.SIGKILL)
+
+    async def restart_redis(self) -> None:
+        """Start an empty redis-server on the same port as before and wait for PING."""
+        assert self.redis is not None
+        self.redis.stop()  # reaps the killed process
+        self.redis = RedisProcess(port=self.redis.port, workdir=self.tmp / "redis")
+        self.redis.start()
+        await self.redis.wait_ready()
+
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         """Start a child process with the bench environment plus ``env``."""
         log_path = self.tmp / f"{name}.log"
@@ -228,13 +246,15 @@ class Stack:
         await wait_http(f"{base}/readyz", child)
         return child, base
 
-    async def worker(self, name: str = "worker", *, plain: bool = False, **extra: str) -> Child:
+    async def worker(
+        self, name: str = "worker", *, plain: bool = False, args: Sequence[str] = (), **extra: str
+    ) -> Child:
         """Start ``python -m workers`` (or, ``plain``, arq's own Worker with Chorus's jobs)."""
-        args = (
-            [PYTHON, str(ROOT / "bench" / "_plain_worker.py")]
-            if plain
-            else [PYTHON, "-m", "workers"]
-        )
+        args = [
+            *([PYTHON, str(ROOT / "bench" / "_plain_worker.py")] if plain
+              else [PYTHON, "-m", "workers"]),
+            *args,
+        ]  # fmt: skip
         child = self.spawn(name, args, self.chorus_env(**extra))
         await wait_log(child, "Chorus worker is running")
         return child
@@ -311,6 +331,10 @@ class Api:
         )
         token: str = body["access_token"]
         return token
+
+    async def get(self, path: str, token: str) -> Any:
+        """GET a v1 path (``/runs/…``) as the token's user; the JSON body."""
+        return await self._json("GET", "/api/v1" + path, token)
 
     async def session(self, token: str, pipeline: str | None = None) -> str:
         """Create a session and return its id."""
@@ -468,6 +492,8 @@ class ChorusWs:
                  on_event: Callable[[dict[str, Any], float], None]) -> None:  # fmt: skip
         self.ws = ws
         self.on_event = on_event
+        # Told the sessions of each ``resync`` frame (the server's feed may have had a gap).
+        self.on_resync: Callable[[list[str], float], None] | None = None
         self._ids = iter(range(1, 1 << 62))
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader = asyncio.create_task(self._read())
@@ -502,6 +528,8 @@ class ChorusWs:
             kind = frame.get("type")
             if kind == "event":
                 self.on_event(frame, now)
+            elif kind == "resync" and self.on_resync is not None:
+                self.on_resync(frame["session_ids"], now)
             elif kind in ("result", "error"):
                 fut = self._pending.pop(frame.get("id"), None)
                 if fut is not None and not fut.done():

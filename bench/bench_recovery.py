@@ -1,0 +1,487 @@
+"""Recovery time of a stage after its worker dies, and after a Redis blip (bench/README.md).
+
+Recovery time = from the kill to the ``stage.started`` of the restarted stage (after its
+``stage.reset``) as a client subscribed to the session sees it on its WebSocket. Each
+sample is one run of the three-stage ``default`` pipeline in a fresh session, killed
+while its middle stage (``draft``) streams, at a random point (0 to LEASE_RENEW_S after
+its first delta, so kills fall at every phase of the lease's renewals). Every recovered
+run must complete with exactly one assistant message.
+
+(a) worker SIGKILL: two Chorus workers (`python -m workers`) run; the one executing the
+    stage is SIGKILLed and a replacement started at once (so one live worker besides
+    the killed one at every kill). Default lease settings, STAGE_TIMEOUT_S=180.
+(b) Redis blip: redis-server SIGKILLed mid-stage and restarted empty on the same port
+    2 s later. Recovery is the first ``stage.started`` of the re-run stage in the new
+    epoch; the client resubscribes after the ``resync`` frame, as the protocol says.
+(c) baseline, measured in the same run: arq's own recovery. Workers are arq's plain
+    Worker with Chorus's jobs but no lease watchdog and no reaper
+    (`bench/_plain_worker.py --arq-recovery`): the killed job is run again only once
+    arq's in-progress lock expires, STAGE_TIMEOUT_S + 20 s after the job started (~200 s
+    at a 180 s deadline). Too slow to sample at 180 s, so it is measured with
+    STAGE_TIMEOUT_S=10 (lock 30 s) and projected to 180 s by adding the 170 s the lock
+    grows by; the output labels which figure is which.
+
+Bar: p95 ≤ 10 s for (a) and (b). Processes: redis-server, the demo model, one web
+process, two workers, this client. About 9 minutes (``--quick``: 3 kills each, 1
+baseline kill, about 3 minutes).
+
+    .venv/bin/python bench/bench_recovery.py [--quick] [--kills N] [--blips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from _harness import (
+    Api,
+    Child,
+    ChorusWs,
+    Stack,
+    client,
+    header,
+    new_email,
+    percentile,
+    run,
+    verdict,
+)
+
+from server.config import Settings
+
+PROMPT = "How do I keep sourdough starter alive?"
+STAGE = "draft"  # the stage killed: the middle one (the plan before it is not redone)
+STAGE_INDEX = 1
+FINAL = ("run.completed", "run.failed", "run.cancelled")
+BAR_S = 10.0
+DEADLINE_S = 180  # the real stage deadline of (a) and (b)
+BASELINE_DEADLINE_S = 10  # the baseline's shortened one
+ARQ_LOCK_EXTRA_S = 20  # arq's in-progress lock: job_timeout (deadline + 10) + 10 s
+OUTAGE_S = 2.0
+DEFAULTS = Settings()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One event as the client got it (``at``: perf_counter on receipt)."""
+
+    at: float
+    name: str
+    run_id: str
+    session_id: str
+    epoch: str
+    seq: int
+    data: dict[str, Any]
+
+    @property
+    def stage(self) -> str | None:
+        """The stage the event is about, if any."""
+        stage = self.data.get("stage")
+        return stage if isinstance(stage, str) else None
+
+
+class Watch:
+    """Every event and ``resync`` frame one socket got, with when it got them."""
+
+    def __init__(self) -> None:
+        self.events: list[Seen] = []
+        self.resyncs: list[tuple[float, list[str]]] = []
+        self._changed = asyncio.Event()
+
+    def on_event(self, frame: dict[str, Any], now: float) -> None:
+        """Record an event frame."""
+        self.events.append(
+            Seen(now, frame["name"], frame.get("run_id") or "", frame["session_id"],
+                 frame["epoch"], frame["seq"], frame.get("data") or {})
+        )  # fmt: skip
+        self._changed.set()
+
+    def on_resync(self, session_ids: list[str], now: float) -> None:
+        """Record a resync frame."""
+        self.resyncs.append((now, session_ids))
+        self._changed.set()
+
+    def find(self, pred: Callable[[Seen], bool]) -> Seen | None:
+        """The first event held that matches."""
+        return next((e for e in self.events if pred(e)), None)
+
+    async def wait(self, pred: Callable[[], bool], within_s: float) -> None:
+        """Wait until ``pred()`` holds (re-checked on each frame); TimeoutError after within_s."""
+        async with asyncio.timeout(within_s):
+            while not pred():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_event(self, pred: Callable[[Seen], bool], within_s: float) -> Seen:
+        """Wait for the first event that matches."""
+        await self.wait(lambda: self.find(pred) is not None, within_s)
+        found = self.find(pred)
+        assert found is not None
+        return found
+
+
+@dataclass
+class Client:
+    """One user with one socket; each sample runs in a fresh session of this user."""
+
+    api: Api
+    token: str
+    conn: ChorusWs
+    watch: Watch
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, base: str) -> Client:
+        """Register a user and open its socket."""
+        api = Api(http, base)
+        token = await api.user(new_email("recovery"))
+        watch = Watch()
+        conn = await ChorusWs.open(http, base, token, watch.on_event)
+        conn.on_resync = watch.on_resync
+        return cls(api, token, conn, watch)
+
+    async def start_run(self) -> tuple[str, str]:
+        """Create a subscribed session and send a message; return (session id, run id)."""
+        session_id = await self.api.session(self.token)
+        await self.conn.command("subscribe", session_id=session_id, after_seq=0)
+        sent = await self.conn.command("send", session_id=session_id, content=PROMPT)
+        return session_id, sent["run"]["run_id"]
+
+    def last_held(self, session_id: str) -> Seen:
+        """The session's last event held in order (the one to resubscribe after)."""
+        return max((e for e in self.watch.events if e.session_id == session_id),
+                   key=lambda e: e.at)  # fmt: skip
+
+    async def outcome(self, session_id: str, run_id: str, within_s: float) -> str:
+        """Wait for the run's end; '' if it completed with one assistant message, else why."""
+        try:
+            end = await self.watch.wait_event(
+                lambda e: e.run_id == run_id and e.name in FINAL, within_s
+            )
+        except TimeoutError:
+            return f"no end within {within_s:g} s"
+        body = await self.api.get(f"/sessions/{session_id}/messages?limit=100", self.token)
+        answers = [m for m in body["items"] if m["role"] == "assistant" and m["run_id"] == run_id]
+        run_state = await self.api.get(f"/runs/{run_id}", self.token)
+        problems = [] if end.name == "run.completed" else [end.name]
+        if run_state["status"] != "completed":
+            problems.append(f"status {run_state['status']}")
+        if len(answers) != 1:
+            problems.append(f"{len(answers)} assistant messages")
+        if run_state["stages"][0]["attempts"] != 1:
+            problems.append("the completed plan stage was redone")
+        return ", ".join(problems)
+
+
+@dataclass
+class Sample:
+    """One kill: its recovery time (None: not recovered) and what was wrong, if anything."""
+
+    recovery_s: float | None
+    problem: str = ""
+    replayed: bool = False  # (b): the restarted stage.started came in a replay, not live
+
+
+@dataclass
+class Workers:
+    """The live workers of a phase; a killed one is replaced at once."""
+
+    stack: Stack
+    env: dict[str, str]
+    args: tuple[str, ...] = ()
+    live: list[Child] = field(default_factory=list)
+    count: int = 0
+    _starting: set[asyncio.Task[Child]] = field(default_factory=set)
+
+    async def add(self) -> Child:
+        """Start one more worker and wait until it runs."""
+        self.count += 1
+        plain = bool(self.args)
+        child = await self.stack.worker(
+            f"worker-{self.count}{'-arq' if plain else ''}", plain=plain, args=self.args,
+            **self.env,
+        )  # fmt: skip
+        self.live.append(child)
+        return child
+
+    def running(self, job_id: str) -> Child:
+        """The worker that started the job (arq logs each job it starts, at INFO)."""
+        needle = f"{job_id}:run_stage("
+        holders = [c for c in self.live if needle in c.log_path.read_text(errors="replace")]
+        if len(holders) != 1:
+            raise RuntimeError(f"{len(holders)} live workers started {job_id}")
+        return holders[0]
+
+    def kill_and_replace(self, victim: Child) -> None:
+        """SIGKILL the worker and start its replacement (in the background)."""
+        victim.kill()
+        self.live.remove(victim)
+        task = asyncio.create_task(self.add())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def settled(self) -> None:
+        """Wait for the replacements being started."""
+        if self._starting:
+            await asyncio.gather(*self._starting)
+
+    async def stop(self) -> None:
+        """Stop every live worker of the phase."""
+        await self.settled()
+        for child in self.live:
+            await asyncio.to_thread(child.stop)
+        self.live.clear()
+
+
+def mid_stage(run_id: str) -> Callable[[Seen], bool]:
+    """Matches the first delta of the killed stage."""
+    return lambda e: e.run_id == run_id and e.name == "stage.delta" and e.stage == STAGE
+
+
+async def until_mid_stage(c: Client, run_id: str, renew_s: float) -> None:
+    """Wait for the stage's first delta, then a random part of a lease renewal period."""
+    await c.watch.wait_event(mid_stage(run_id), within_s=60)
+    await asyncio.sleep(random.uniform(0, renew_s))
+
+
+def killed_too_late(c: Client, run_id: str, killed_at: float) -> bool:
+    """Whether the stage had already completed when it was killed."""
+    done = c.watch.find(
+        lambda e: e.run_id == run_id and e.name == "stage.completed" and e.stage == STAGE
+    )
+    return done is not None and done.at < killed_at
+
+
+async def worker_kill(c: Client, workers: Workers, renew_s: float, within_s: float) -> Sample:
+    """Kill the worker running the stage; time until the stage restarts elsewhere."""
+    await workers.settled()  # two live workers before each kill
+    session_id, run_id = await c.start_run()
+    await until_mid_stage(c, run_id, renew_s)
+    victim = workers.running(f"stage:{run_id}:{STAGE_INDEX}:0")
+    killed_at = time.perf_counter()
+    workers.kill_and_replace(victim)
+    if killed_too_late(c, run_id, killed_at):
+        return Sample(None, "the stage had completed before the kill")
+
+    def restarted(e: Seen) -> bool:
+        return (e.run_id == run_id and e.name == "stage.started" and e.stage == STAGE
+                and e.at > killed_at)  # fmt: skip
+
+    try:
+        started = await c.watch.wait_event(restarted, within_s)
+    except TimeoutError:
+        return Sample(None, f"not restarted within {within_s:g} s")
+    reset = c.watch.find(lambda e: e.run_id == run_id and e.name == "stage.reset"
+                         and killed_at < e.at <= started.at)  # fmt: skip
+    problem = await c.outcome(session_id, run_id, within_s=60)
+    if reset is None:
+        problem = ", ".join(filter(None, ["no stage.reset before the restart", problem]))
+    return Sample(started.at - killed_at, problem)
+
+
+async def resubscribe(c: Client, session_id: str, restarted: Callable[[Seen], bool]) -> bool:
+    """Resubscribe after a resync, as a client does; True if the restart came in a replay.
+
+    The first subscribe (after the last event held, old epoch) answers ``recovered: false``
+    with the new epoch; events of the new epoch published before the web process was
+    back on Redis's pub/sub are not sent live, so a client that needs them (here: the
+    restart, if it was among them) asks for the new epoch's log from its start.
+    """
+    last = c.last_held(session_id)
+    again = await c.conn.command(
+        "subscribe", session_id=session_id, after_seq=last.seq, epoch=last.epoch
+    )
+    if c.watch.find(restarted) is not None or again["recovered"] or not again["last_seq"]:
+        return False
+    await c.conn.command("subscribe", session_id=session_id, after_seq=0, epoch=again["epoch"])
+    return True
+
+
+async def redis_blip(c: Client, stack: Stack, renew_s: float, within_s: float) -> Sample:
+    """Kill Redis mid-stage, restart it empty 2 s later; time until the stage restarts."""
+    session_id, run_id = await c.start_run()
+    await until_mid_stage(c, run_id, renew_s)
+    old_epoch = c.last_held(session_id).epoch
+    resyncs = len(c.watch.resyncs)
+    killed_at = time.perf_counter()
+    stack.kill_redis()
+    await asyncio.sleep(OUTAGE_S)  # the outage itself (not a wait for an outcome)
+    await stack.restart_redis()
+    if killed_too_late(c, run_id, killed_at):
+        return Sample(None, "the stage had completed before the kill")
+
+    def restarted(e: Seen) -> bool:
+        return (e.run_id == run_id and e.name == "stage.started" and e.stage == STAGE
+                and e.epoch != old_epoch)  # fmt: skip
+
+    try:
+        await c.watch.wait(lambda: len(c.watch.resyncs) > resyncs, within_s)
+        replayed = await resubscribe(c, session_id, restarted)
+        started = await c.watch.wait_event(restarted, within_s)
+    except TimeoutError:
+        return Sample(None, f"no resync or restart within {within_s:g} s")
+    reset = c.watch.find(lambda e: e.run_id == run_id and e.name == "stage.reset"
+                         and e.epoch != old_epoch)  # fmt: skip
+    problem = await c.outcome(session_id, run_id, within_s=60)
+    if reset is None:
+        problem = ", ".join(filter(None, ["no stage.reset before the restart", problem]))
+    return Sample(started.at - killed_at, problem, replayed)
+
+
+# ---------------------------------------------------------------- phases and the report
+
+
+def show(i: int, sample: Sample) -> None:
+    """Print one sample as it is taken."""
+    took = "not recovered" if sample.recovery_s is None else f"{sample.recovery_s:6.2f} s"
+    notes = [n for n in (sample.problem, "restart seen in a replay" if sample.replayed else "")
+             if n]  # fmt: skip
+    print(f"    #{i + 1:<2d} {took}" + (f"  ({'; '.join(notes)})" if notes else ""), flush=True)
+
+
+async def phase(title: str, count: int, take: Callable[[], Any]) -> list[Sample]:
+    """Take ``count`` samples with ``take()``, printing each."""
+    print(f"-- {title}", flush=True)
+    samples = []
+    for i in range(count):
+        sample: Sample = await take()
+        show(i, sample)
+        samples.append(sample)
+    return samples
+
+
+def lease_env() -> dict[str, str]:
+    """The recovery settings at their defaults, whatever the calling shell sets."""
+    return {
+        "LEASE_TTL_S": f"{DEFAULTS.lease_ttl_s:g}",
+        "LEASE_RENEW_S": f"{DEFAULTS.lease_renew_s:g}",
+        "WATCHDOG_INTERVAL_S": f"{DEFAULTS.watchdog_interval_s:g}",
+        "REAPER_INTERVAL_S": str(DEFAULTS.reaper_interval_s),
+        "LOG_LEVEL": "INFO",  # arq logs each job it starts: which worker runs the stage
+    }
+
+
+def times(samples: list[Sample]) -> list[float]:
+    """The recovery times of the samples that recovered."""
+    return [s.recovery_s for s in samples if s.recovery_s is not None]
+
+
+def stats(values: list[float]) -> str:
+    """``p50  p95  max`` in seconds."""
+    return "  ".join(f"{percentile(values, q):7.2f} s" for q in (50, 95, 100))
+
+
+def row(label: str, samples: list[Sample], values: list[float], rest: str) -> None:
+    """Print one line of the table."""
+    print(f"{label:60s} {len(samples):3d}  {stats(values)}   {rest}")
+
+
+def chorus_row(label: str, samples: list[Sample], baseline: list[float]) -> bool:
+    """Print a Chorus scenario's line; return whether it meets the bar."""
+    t = times(samples)
+    good = len(t) == len(samples) and not any(s.problem for s in samples)
+    passed = good and bool(t) and percentile(t, 95) <= BAR_S
+    ratio = "-"
+    if t and baseline:
+        ratio = (f"{percentile(baseline, 50) / percentile(t, 50):4.0f}× / "
+                 f"{percentile(baseline, 95) / percentile(t, 95):3.0f}×")  # fmt: skip
+    trouble = "" if good else (
+        f"  ({len(samples) - len(t)} not recovered, "
+        f"{sum(bool(s.problem) for s in samples)} with problems)"
+    )  # fmt: skip
+    row(label, samples, t, f"{ratio:24s} {verdict(passed)}{trouble}")
+    return passed
+
+
+def report(a: list[Sample], b: list[Sample], arq: list[Sample], token_delay_ms: float) -> bool:
+    """Print the table; return whether both Chorus scenarios meet the bar."""
+    measured = times(arq)
+    grow = DEADLINE_S - BASELINE_DEADLINE_S
+    projected = [t + grow for t in measured]
+    print(f"\nrecovery time = kill → stage.started of the restarted stage on the client's "
+          f"socket. Lease TTL {DEFAULTS.lease_ttl_s:g} s, renewal {DEFAULTS.lease_renew_s:g} s, "
+          f"watchdog {DEFAULTS.watchdog_interval_s:g} s, reaper defaults; demo token delay "
+          f"{token_delay_ms:g} ms")  # fmt: skip
+    print(f"{'scenario':60s} {'n':>3s}  {'p50':>9s}  {'p95':>9s}  {'max':>9s}   "
+          f"{'arq@180s ÷ (p50 / p95)':24s} bar p95 ≤ {BAR_S:g} s")  # fmt: skip
+    ok_a = chorus_row(f"(a) worker SIGKILL mid-stage (STAGE_TIMEOUT_S={DEADLINE_S})", a, projected)
+    ok_b = chorus_row(
+        f"(b) Redis SIGKILL, restarted empty {OUTAGE_S:g} s later (same)", b, projected
+    )
+    lock = BASELINE_DEADLINE_S + ARQ_LOCK_EXTRA_S
+    row(f"(c) arq lock expiry MEASURED, STAGE_TIMEOUT_S={BASELINE_DEADLINE_S} (lock {lock} s)",
+        arq, measured, "baseline, measured in this run")  # fmt: skip
+    row(f"    arq lock expiry PROJECTED to STAGE_TIMEOUT_S={DEADLINE_S}", arq, projected,
+        f"= measured + {grow} s (lock = STAGE_TIMEOUT_S + {ARQ_LOCK_EXTRA_S} s)")  # fmt: skip
+    completed = sum(not s.problem and s.recovery_s is not None for s in a + b + arq)
+    print(f"recovered runs completed with exactly one assistant message, plan not redone: "
+          f"{completed}/{len(a) + len(b) + len(arq)}")  # fmt: skip
+    replays = sum(s.replayed for s in b)
+    if replays:
+        print(f"(b): in {replays} of {len(b)} blips the restart was published before the web "
+              "process was back on Redis's pub/sub; the client got it by replaying the new "
+              "epoch's log after resubscribing")  # fmt: skip
+    print(
+        "(b) has no arq figure of its own (arq alone never re-runs a job whose queue entry "
+        "Redis lost); its ratio is to the lock-expiry baseline."
+    )
+    return ok_a and ok_b
+
+
+def clean_environ() -> None:
+    """Drop recovery and timing settings the calling shell may set: defaults apply."""
+    for key in [k for k in os.environ if k.startswith(_OWN_SETTINGS)]:
+        del os.environ[key]
+
+
+_OWN_SETTINGS = ("LEASE_", "WATCHDOG_", "REAPER_", "STAGE_", "ATTEMPT_", "RUN_MAX_", "WORKER_")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 kills each, 1 baseline kill")
+    parser.add_argument("--kills", type=int, help="worker kills (default 12; quick 3)")
+    parser.add_argument("--blips", type=int, help="Redis blips (default 10; quick 3)")
+    parser.add_argument("--baseline-kills", type=int, help="arq baseline kills (3; quick 1)")
+    parser.add_argument("--token-delay-ms", type=float, default=60.0,
+                        help="demo model delay per token (60: a ~3 s stage)")  # fmt: skip
+    args = parser.parse_args()
+    kills = args.kills or (3 if args.quick else 12)
+    blips = args.blips or (3 if args.quick else 10)
+    base_kills = args.baseline_kills or (1 if args.quick else 3)
+    renew_s, lock_s = DEFAULTS.lease_renew_s, BASELINE_DEADLINE_S + ARQ_LOCK_EXTRA_S
+    header("bench_recovery")
+    clean_environ()
+
+    async with Stack() as stack, client() as http:
+        _demo, demo_url = await stack.demo(args.token_delay_ms)
+        env = {"DEMO_MODEL_URL": demo_url, "STAGE_TIMEOUT_S": str(DEADLINE_S), **lease_env()}
+        _web, base = await stack.web(STAGE_TIMEOUT_S=str(DEADLINE_S))
+        c = await Client.open(http, base)
+        chorus = Workers(stack, env)
+        await asyncio.gather(chorus.add(), chorus.add())
+        a = await phase(f"(a) worker SIGKILL mid-stage, {kills} kills, 2 workers",
+                        kills, lambda: worker_kill(c, chorus, renew_s, 60))  # fmt: skip
+        b = await phase(f"(b) Redis blip mid-stage, {blips} kills", blips,
+                        lambda: redis_blip(c, stack, renew_s, 60))  # fmt: skip
+        await chorus.stop()
+        arq = Workers(stack, env | {"STAGE_TIMEOUT_S": str(BASELINE_DEADLINE_S)},
+                      ("--arq-recovery",))  # fmt: skip
+        await asyncio.gather(arq.add(), arq.add())
+        baseline = await phase(
+            f"(c) baseline: arq's lock expiry, STAGE_TIMEOUT_S={BASELINE_DEADLINE_S}, "
+            f"{base_kills} kills", base_kills, lambda: worker_kill(c, arq, renew_s, lock_s + 30),
+        )  # fmt: skip
+        await arq.stop()
+        await c.conn.close()
+    ok = report(a, b, baseline, args.token_delay_ms)
+    print(f"RESULT bench_recovery: {verdict(ok)}")
+
+
+if __name__ == "__main__":
+    run(main)
