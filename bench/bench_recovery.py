@@ -22,8 +22,8 @@ run must complete with exactly one assistant message.
     grows by; the output labels which figure is which.
 
 Bar: p95 ≤ 10 s for (a) and (b). Processes: redis-server, the demo model, one web
-process, two workers, this client. About 9 minutes (``--quick``: 3 kills each, 1
-baseline kill, about 3 minutes).
+process, two workers, this client. About 7 minutes (``--quick``: 3 kills each, 1
+baseline kill, about 2 minutes: the baseline alone waits 30 s per kill).
 
     .venv/bin/python bench/bench_recovery.py [--quick] [--kills N] [--blips N]
 """
@@ -152,10 +152,10 @@ class Client:
         sent = await self.conn.command("send", session_id=session_id, content=PROMPT)
         return session_id, sent["run"]["run_id"]
 
-    def last_held(self, session_id: str) -> Seen:
-        """The session's last event held in order (the one to resubscribe after)."""
-        return max((e for e in self.watch.events if e.session_id == session_id),
-                   key=lambda e: e.at)  # fmt: skip
+    def last_held(self, session_id: str, epoch: str | None = None) -> Seen:
+        """The session's last event held (of ``epoch`` if given), by seq."""
+        held = [e for e in self.watch.events if e.session_id == session_id]
+        return max((e for e in held if epoch in (None, e.epoch)), key=lambda e: e.seq)
 
     async def outcome(self, session_id: str, run_id: str, within_s: float) -> str:
         """Wait for the run's end; '' if it completed with one assistant message, else why."""
@@ -175,6 +175,7 @@ class Client:
             problems.append(f"{len(answers)} assistant messages")
         if run_state["stages"][0]["attempts"] != 1:
             problems.append("the completed plan stage was redone")
+        await self.conn.command("unsubscribe", session_id=session_id)
         return ", ".join(problems)
 
 
@@ -185,6 +186,7 @@ class Sample:
     recovery_s: float | None
     problem: str = ""
     replayed: bool = False  # (b): the restarted stage.started came in a replay, not live
+    stale: int = 0  # (b): deltas of the new epoch before its stage.reset (the old stream's)
 
 
 @dataclass
@@ -284,22 +286,25 @@ async def worker_kill(c: Client, workers: Workers, renew_s: float, within_s: flo
     return Sample(started.at - killed_at, problem)
 
 
-async def resubscribe(c: Client, session_id: str, restarted: Callable[[Seen], bool]) -> bool:
-    """Resubscribe after a resync, as a client does; True if the restart came in a replay.
+async def resubscribe(
+    c: Client, session_id: str, old_epoch: str, restarted: Callable[[Seen], bool]
+) -> int:
+    """Resubscribe after a resync, as a client does; return the last seq it had missed.
 
     The first subscribe (after the last event held, old epoch) answers ``recovered: false``
-    with the new epoch; events of the new epoch published before the web process was
-    back on Redis's pub/sub are not sent live, so a client that needs them (here: the
-    restart, if it was among them) asks for the new epoch's log from its start.
+    with the new epoch and its last seq; events of the new epoch published before the web
+    process was back on Redis's pub/sub were not sent live, so unless the restart already
+    came, the client asks for the new epoch's log from its start (a UI reloads over REST).
     """
-    last = c.last_held(session_id)
+    last = c.last_held(session_id, old_epoch)  # the last one in order
     again = await c.conn.command(
         "subscribe", session_id=session_id, after_seq=last.seq, epoch=last.epoch
     )
     if c.watch.find(restarted) is not None or again["recovered"] or not again["last_seq"]:
-        return False
+        return 0
     await c.conn.command("subscribe", session_id=session_id, after_seq=0, epoch=again["epoch"])
-    return True
+    missed: int = again["last_seq"]
+    return missed
 
 
 async def redis_blip(c: Client, stack: Stack, renew_s: float, within_s: float) -> Sample:
@@ -321,7 +326,7 @@ async def redis_blip(c: Client, stack: Stack, renew_s: float, within_s: float) -
 
     try:
         await c.watch.wait(lambda: len(c.watch.resyncs) > resyncs, within_s)
-        replayed = await resubscribe(c, session_id, restarted)
+        missed = await resubscribe(c, session_id, old_epoch, restarted)
         started = await c.watch.wait_event(restarted, within_s)
     except TimeoutError:
         return Sample(None, f"no resync or restart within {within_s:g} s")
@@ -330,7 +335,9 @@ async def redis_blip(c: Client, stack: Stack, renew_s: float, within_s: float) -
     problem = await c.outcome(session_id, run_id, within_s=60)
     if reset is None:
         problem = ", ".join(filter(None, ["no stage.reset before the restart", problem]))
-    return Sample(started.at - killed_at, problem, replayed)
+    stale = [e for e in c.watch.events if e.run_id == run_id and e.epoch != old_epoch
+             and e.name == "stage.delta" and (reset is None or e.seq < reset.seq)]  # fmt: skip
+    return Sample(started.at - killed_at, problem, started.seq <= missed, len(stale))
 
 
 # ---------------------------------------------------------------- phases and the report
@@ -339,8 +346,11 @@ async def redis_blip(c: Client, stack: Stack, renew_s: float, within_s: float) -
 def show(i: int, sample: Sample) -> None:
     """Print one sample as it is taken."""
     took = "not recovered" if sample.recovery_s is None else f"{sample.recovery_s:6.2f} s"
-    notes = [n for n in (sample.problem, "restart seen in a replay" if sample.replayed else "")
-             if n]  # fmt: skip
+    notes = [sample.problem] if sample.problem else []
+    if sample.replayed:
+        notes.append("restart got in a replay")
+    if sample.stale:
+        notes.append(f"{sample.stale} deltas of the old stream in the new epoch before the reset")
     print(f"    #{i + 1:<2d} {took}" + (f"  ({'; '.join(notes)})" if notes else ""), flush=True)
 
 
@@ -427,8 +437,9 @@ def report(a: list[Sample], b: list[Sample], arq: list[Sample], token_delay_ms: 
               "process was back on Redis's pub/sub; the client got it by replaying the new "
               "epoch's log after resubscribing")  # fmt: skip
     print(
-        "(b) has no arq figure of its own (arq alone never re-runs a job whose queue entry "
-        "Redis lost); its ratio is to the lock-expiry baseline."
+        "(b) has no baseline of its own here: arq keeps a job only in Redis, so it does not "
+        "run again a job whose queue entry Redis lost (before leases only the reaper brought "
+        "such runs back, after minutes); its ratio is to the lock-expiry baseline."
     )
     return ok_a and ok_b
 
