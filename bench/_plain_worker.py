@@ -41,7 +41,8 @@ async def serve(settings: Settings, arq_recovery: bool) -> None:
     """Run the plain arq worker until SIGTERM."""
     registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
     options = worker_options(settings, registry)
-    options.pop("wake_channel", None)
+    for chorus_only in ("wake_channel", "wake_client"):  # ChorusWorker's wake-up
+        options.pop(chorus_only, None)
     if arq_recovery:
         options = without_takeovers(options)
     worker = Worker(**options)
