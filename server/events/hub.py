@@ -106,7 +106,9 @@ class EventHub:
         metrics: Metrics,
         *,
         subscribe_timeout_s: float = 10.0,
-        backoff_s: tuple[float, float] = (0.05, 5.0),
+        # Capped at 1 s: back on pub/sub soon after Redis, so stages restarted after an
+        # outage mostly reach clients live rather than through a REST resync.
+        backoff_s: tuple[float, float] = (0.05, 1.0),
     ) -> None:
         self._redis = redis
         self._keys = keys
