@@ -32,6 +32,7 @@ from workers.watchdog import Watchdog
 SETTINGS = "chorus_settings"
 REGISTRY = "chorus_registry"
 WATCHDOG = "chorus_watchdog"
+REDIS = "chorus_redis"
 
 
 def load_registry(settings: Settings, demo_url: str | None) -> AgentRegistry:
@@ -43,7 +44,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Open the store and build the shared services of this worker."""
     settings: Settings = ctx[SETTINGS]
     registry: AgentRegistry = ctx[REGISTRY]
-    redis: ArqRedis = ctx["redis"]
+    # The worker's own Redis commands go through the shared client configuration (command
+    # timeouts, keepalive); arq's queue plumbing keeps its own pool (see worker_options).
+    redis = redis_client(settings)
+    ctx[REDIS] = redis
     keys = RedisKeys(settings.redis_key_prefix)
     store = await open_store(settings)
     bus = EventBus(redis, keys, settings.event_history, settings.event_history_ttl_s)
@@ -89,6 +93,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if isinstance(d, WorkerDeps):
         await d.chain.close()
         await d.store.close()
+    redis = ctx.pop(REDIS, None)
+    if isinstance(redis, ArqRedis):
+        await redis.aclose()
 
 
 def reaper_seconds(settings: Settings) -> set[int]:
@@ -108,9 +115,10 @@ def worker_options(
         "cron_jobs": [cron(reaper, second=reaper_seconds(settings), run_at_startup=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        # arq's own pool: handing it the pool built by server/redis_client.py (with command
-        # timeouts) made the worker's shutdown hang now and then (tests/workers/test_runs.py,
-        # about 1 run in 3): not yet understood, so worker commands have no socket timeout.
+        # arq's queue plumbing keeps its own pool: handed the pool built by
+        # server/redis_client.py (with command timeouts) its shutdown hung now and then
+        # (tests/workers/test_runs.py, about 1 run in 3; not yet understood). The worker's
+        # own commands (leases, events, cancel checks) use that client (see startup).
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "wake_client": lambda: redis_client(settings, pubsub=True),
         "queue_name": keys.arq_queue(),
