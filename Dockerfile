@@ -1,5 +1,5 @@
 # One image for both roles: the web process (default) and a worker:
-#   docker run IMAGE                        -> python -m server
+#   docker run IMAGE                        -> python -m chorus
 #   docker run IMAGE python -m workers      -> one arq worker (metrics on :9101)
 FROM python:3.11-slim
 
@@ -16,6 +16,7 @@ RUN pip install --no-deps -r requirements.txt
 
 # Then Chorus itself (its dependencies are already there).
 COPY pyproject.toml README.md ./
+COPY chorus ./chorus
 COPY server ./server
 COPY workers ./workers
 COPY static ./static
@@ -37,4 +38,4 @@ EXPOSE 8080 9101
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "server.healthcheck"]
 
-CMD ["python", "-m", "server"]
+CMD ["python", "-m", "chorus"]

@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml client/pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/python -m server
+	$(BIN)/python -m chorus
 
 worker: $(BIN)/.installed
 	$(BIN)/python -m workers
@@ -23,6 +23,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The UI's pure modules (state, run state, streaming markdown, errors): Node's own runner.
 test-ui:

@@ -239,9 +239,9 @@ class Stack:
         }
 
     async def web(self, name: str = "web", **extra: str) -> tuple[Child, str]:
-        """Start ``python -m server`` (no embedded worker); return it and its base URL."""
+        """Start ``python -m chorus`` (no embedded worker); return it and its base URL."""
         port = free_port()
-        child = self.spawn(name, [PYTHON, "-m", "server"], self.chorus_env(PORT=str(port), **extra))
+        child = self.spawn(name, [PYTHON, "-m", "chorus"], self.chorus_env(PORT=str(port), **extra))
         base = f"http://127.0.0.1:{port}"
         await wait_http(f"{base}/readyz", child)
         return child, base

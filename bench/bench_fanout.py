@@ -1,6 +1,6 @@
 """Event fan-out of one web process to 1,000 WebSockets (bench/README.md).
 
-Chorus: one web process (`python -m server`), 1,000 authenticated sockets each
+Chorus: one web process (`python -m chorus`), 1,000 authenticated sockets each
 subscribed to one of --sessions sessions; this process publishes ~200-byte
 ``stage.delta`` events with the EventBus (the workers' path: Lua script → Redis pub/sub
 → the web process's EventHub → each socket's outbox and writer). The publishers keep

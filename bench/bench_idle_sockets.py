@@ -1,6 +1,6 @@
 """Idle authenticated sockets held by one web process (bench/README.md).
 
-One web process (`python -m server`, no embedded worker) and client processes opening
+One web process (`python -m chorus`, no embedded worker) and client processes opening
 --sockets WebSockets (bearer token in the handshake; the server answers ``ready``).
 Memory: the server's RSS with the sockets held, minus its RSS before (after a warm-up
 of 100 sockets opened and closed), per socket. CPU: the server's CPU time over --idle-s

@@ -1,6 +1,6 @@
 """Event delivery latency while logins run at the machine's bcrypt capacity (bench/README.md).
 
-One web process (`python -m server`) with the production bcrypt cost (12). This process
+One web process (`python -m chorus`) with the production bcrypt cost (12). This process
 publishes --rate events/s with the EventBus (as a worker does) to a session that
 --sockets sockets watch, and times each event from publish to receipt. Phases
 alternate: idle, then loaded, where a separate process keeps --logins concurrent

@@ -16,7 +16,7 @@
     again; ``--think-s 0`` sends back to back (a stress test of one worker process).
     Bar: p50 ≤ 10 ms, p95 ≤ 30 ms.
 
-Processes: redis-server, the demo model, one web process (`python -m server`, no
+Processes: redis-server, the demo model, one web process (`python -m chorus`, no
 embedded worker), one worker process (`python -m workers`), this client; the direct
 SDK callers in a child process. The store is SQLite in a temporary DATA_DIR, or
 MongoDB if MONGODB_URL is set in the environment.

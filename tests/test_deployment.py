@@ -27,7 +27,8 @@ from workers.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = Settings()
-ROLES = {"web": ["python", "-m", "server"], "worker": ["python", "-m", "workers"]}
+CODE = ("chorus", "server", "workers")  # the packages the image installs
+ROLES = {"web": ["python", "-m", "chorus"], "worker": ["python", "-m", "workers"]}
 # Variables the compose file passes that Chorus does not read itself: provider API keys
 # (named by `api_key_env` in the pipelines file).
 PROVIDER_KEYS = {"OPENAI_API_KEY"}
@@ -82,10 +83,10 @@ def test_the_image_installs_the_pins_in_a_layer_before_the_code() -> None:
     steps = [(i, a) for i, a in _dockerfile() if i in ("COPY", "RUN")]
     pins = steps.index(("COPY", "requirements.txt ./"))
     install = next(n for n, (i, a) in enumerate(steps) if i == "RUN" and "requirements" in a)
-    first_code = next(n for n, (i, a) in enumerate(steps) if i == "COPY" and "server" in a)
+    first_code = next(n for n, (i, a) in enumerate(steps) if i == "COPY" and a.startswith(CODE))
     assert pins < install < first_code
     copied = {a.split()[0] for i, a in steps if i == "COPY"}
-    assert {"server", "workers", "static", "pyproject.toml", "requirements.txt"} <= copied
+    assert {"chorus", "server", "workers", "static", "pyproject.toml", "requirements.txt"} <= copied
 
 
 def test_the_build_context_leaves_out_local_state() -> None:

@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 from server.banner import announce
 from server.cli import run_cli, wait_for_stop_signal
 from server.config import ConfigError, Settings
-from server.embedded import start_demo_model_if_needed
 from server.pipelines import AgentRegistry
+from workers.demo_model.launch import start_demo_model_if_needed
 from workers.inprocess import InProcessWorker
 from workers.metrics_http import serve_worker_metrics
 

@@ -3,7 +3,7 @@
 Every document's ``_id`` is its natural id (user_id, session_id, ...) and is stripped
 on read. Every filter compares with ``$eq``, so a value is always data, never an
 operator. The store talks to the database through the small protocols below, so the
-tests can hand it an in-process substitute (server/store/mongomock_async.py).
+tests can hand it an in-process substitute (tests/support/mongomock_async.py).
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""End-to-end tests: Debian's chromium, headless, against `python -m server`."""
+"""End-to-end tests: Debian's chromium, headless, against `python -m chorus`."""

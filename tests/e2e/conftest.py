@@ -73,7 +73,7 @@ def browser(_chromium: str) -> Iterator[Browser]:
 def live_server(
     request: pytest.FixtureRequest, redis_server: RedisProcess, _chromium: str
 ) -> Iterator[LiveServer]:
-    """``python -m server`` for one test module; it must exit cleanly (0) on SIGTERM."""
+    """``python -m chorus`` for one test module; it must exit cleanly (0) on SIGTERM."""
     delay = float(getattr(request.module, "DEMO_TOKEN_DELAY_MS", DEFAULT_TOKEN_DELAY_MS))
     with tempfile.TemporaryDirectory(prefix="chorus-e2e-") as tmp:
         data_dir = Path(tmp)

@@ -1,6 +1,6 @@
 """Helpers for the end-to-end tests: the server process, a small REST client, UI steps.
 
-The server is the real ``python -m server`` (embedded mode: in-process arq worker, demo
+The server is the real ``python -m chorus`` (embedded mode: in-process arq worker, demo
 model, SQLite store) started as a subprocess; the browser is Debian's chromium driven
 through Playwright's sync API.
 """
@@ -47,7 +47,7 @@ SESSION_ROUTE = re.compile(r"#/s/([A-Za-z0-9_-]+)$")
 
 
 class LiveServer:
-    """``python -m server`` on a free port, with its own data dir and a Redis key prefix."""
+    """``python -m chorus`` on a free port, with its own data dir and a Redis key prefix."""
 
     def __init__(self, port: int, data_dir: Path, env: dict[str, str]) -> None:
         self.port = port
@@ -61,7 +61,7 @@ class LiveServer:
         """Start the process and wait for /readyz."""
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "server"],
+                [sys.executable, "-m", "chorus"],
                 cwd=REPO,
                 env=self._env,
                 stdout=log,

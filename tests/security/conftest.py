@@ -166,7 +166,7 @@ MakeSec = Callable[..., Awaitable[Sec]]
 
 @pytest.fixture
 def make_sec(aiohttp_client: ClientFactory, settings: Settings) -> MakeSec:
-    """Build an app with some settings changed (served as ``python -m server`` serves it)."""
+    """Build an app with some settings changed (served as ``python -m chorus`` serves it)."""
 
     async def build(**changes: Any) -> Sec:
         changed = settings.replace(**changes)

@@ -46,7 +46,7 @@ def test_production_without_mongodb_url_is_refused() -> None:
 def test_the_server_exits_2_naming_the_setting(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "PIPELINES_FILE")}
     done = subprocess.run(
-        [sys.executable, "-m", "server"], env={**env, **PRODUCTION, "DATA_DIR": str(tmp_path)},
+        [sys.executable, "-m", "chorus"], env={**env, **PRODUCTION, "DATA_DIR": str(tmp_path)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2

@@ -17,7 +17,7 @@ from server.pipelines import AgentRegistry
 ROOT = DOCS.parent
 _LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 _SECRET = "a-secret-key-of-at-least-32-bytes-for-tests"
-_SOURCE_DIRS = ("server", "workers", "static", "tests", "bench", "docs", ".github", ".ci")
+_SOURCE_DIRS = ("chorus", "server", "workers", "static", "tests", "bench", "docs", ".github", ".ci")
 _OUTSIDE = ("../" + "shared/", "/work/" + "shared")  # spelt apart so this file is no hit
 
 

@@ -1,4 +1,4 @@
-"""Real Chorus processes for system tests: web (`python -m server`) and worker
+"""Real Chorus processes for system tests: web (`python -m chorus`) and worker
 (`python -m workers`) children, plus REST and WebSocket clients speaking to them."""
 
 from __future__ import annotations
@@ -141,9 +141,9 @@ class Cluster:
     async def web(
         self, http: aiohttp.ClientSession, name: str = "web", **env: Any
     ) -> ChorusProcess:
-        """Start `python -m server` on a free port and wait for /readyz."""
+        """Start `python -m chorus` on a free port and wait for /readyz."""
         port = free_port()
-        child = await self._spawn(name, "server", port, self.environ(PORT=port, **env))
+        child = await self._spawn(name, "chorus", port, self.environ(PORT=port, **env))
         await child.wait_ready(http)
         return child
 

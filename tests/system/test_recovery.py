@@ -109,13 +109,13 @@ async def test_sigterm_hands_the_running_stage_to_another_worker(
 
 
 async def _embedded(cluster: Cluster, port: int, name: str) -> ChorusProcess:
-    """`python -m server` in the embedded mode (private Redis, in-process worker)."""
+    """`python -m chorus` in the embedded mode (private Redis, in-process worker)."""
     env = cluster.environ(PORT=port, EMBEDDED_WORKER="1", **ENV)
     env.pop("REDIS_URL")
     log = cluster.data_dir.parent / f"{name}.log"
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", cwd=ROOT, env=env,
+            sys.executable, "-m", "chorus", cwd=ROOT, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     child = ChorusProcess(name, proc, log, port)

@@ -16,8 +16,8 @@ from pymongo import AsyncMongoClient
 from server.store.base import Store
 from server.store.models import ChatSession, LlmCall, Message, Run, StageState, User
 from server.store.mongo import MongoStore
-from server.store.mongomock_async import mock_database
 from server.store.sqlite import SqliteStore
+from tests.support.mongomock_async import mock_database
 
 MONGODB_URL = os.environ.get("MONGODB_URL") or None
 MONGO_ID = "mongo-real" if MONGODB_URL else "mongo-mock"

@@ -1,4 +1,8 @@
-"""The embedded mode: supply what the environment did not (Redis, secret, model, worker)."""
+"""The embedded mode: supply what the environment did not (Redis, secret, model, worker).
+
+The launcher's half: it wires the domain (``server``) and the worker (``workers``), which
+never import it.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,7 @@ from prometheus_client import CollectorRegistry
 from server.config import Settings
 from server.pipelines import AgentRegistry
 from server.redis_proc import RedisProcess
-from workers.demo_model.config import DemoConfig
-from workers.demo_model.server import DemoModelServer
+from workers.demo_model.launch import start_demo_model_if_needed
 from workers.inprocess import InProcessWorker
 from workers.metrics import CurrentWorkerCollector
 
@@ -40,7 +43,7 @@ def load_or_create_secret(data_dir: Path) -> str:
 
 @dataclass
 class Embedded:
-    """What the embedded mode resolved and started for ``python -m server``."""
+    """What the embedded mode resolved and started for ``python -m chorus``."""
 
     settings: Settings
     private_redis: bool = False
@@ -77,16 +80,3 @@ async def embedded_services(settings: Settings) -> AsyncIterator[Embedded]:
             registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
             worker = await stack.enter_async_context(InProcessWorker(settings, registry))
         yield Embedded(settings, private_redis, worker)
-
-
-async def start_demo_model_if_needed(stack: AsyncExitStack, settings: Settings) -> Settings:
-    """Serve the demo model in-process when the pipelines need ${DEMO_MODEL_URL} and none is set."""
-    if settings.demo_model_url is not None:
-        return settings
-    registry = AgentRegistry.load(settings.pipelines_file)
-    if all(p.base_url is not None for p in registry.providers()):
-        return settings
-    config = DemoConfig(token_delay_ms=settings.demo_token_delay_ms)
-    demo = await stack.enter_async_context(DemoModelServer(config))
-    log.info("started the demo model", extra={"demo_model_url": demo.base_url})
-    return settings.replace(demo_model_url=demo.base_url)

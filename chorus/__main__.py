@@ -1,15 +1,15 @@
-"""``python -m server``: serve Chorus (embedded mode when nothing is configured)."""
+"""``python -m chorus``: serve Chorus (embedded mode when nothing is configured)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from chorus.embedded import embedded_services
 from server import keys
 from server.app import create_app, runner_options
 from server.banner import announce
 from server.cli import run_cli, wait_for_stop_signal
 from server.config import Settings
-from server.embedded import embedded_services
 
 
 async def serve(settings: Settings) -> None:

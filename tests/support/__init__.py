@@ -1,0 +1,1 @@
+"""Test doubles shared by test folders (never shipped in the product)."""
