@@ -1,4 +1,4 @@
-"""The WebSocket API (DESIGN §5): endpoint, auth phase, connection, commands, EventHub wiring."""
+"""The WebSocket API: transport (http.py), auth phase, connection, commands, EventHub wiring."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from server import keys
 from server.events.hub import EventHub
 from server.redis_client import redis_client
 from server.ws.connection import Connection
-from server.ws.endpoint import websocket
+from server.ws.http import websocket
 from server.ws.limits import SocketLimits
 from server.ws.protocol import CLOSE_TIMEOUT_S, GOING_AWAY
 

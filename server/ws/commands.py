@@ -1,47 +1,108 @@
-"""The command decorator: binds a frame type to its input schema and its handler."""
+"""Every WebSocket command: its frame schema and its handler, registered in one explicit list.
+
+Session commands: subscribe (with lossless resume), unsubscribe. Run commands: send a
+message (starting a run), cancel a run, both through the RunService. Connection-level:
+ping. Handlers are typed against ``CommandContext`` (decorators.py) and never await
+the socket.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from server import keys
+from server.errors import NotFound
+from server.ws.decorators import Command, CommandContext, command, command_table
 from server.ws.protocol import CommandModel
 
-if TYPE_CHECKING:
-    from server.ws.connection import Connection
-
-M = TypeVar("M", bound=CommandModel)
-Handler = Callable[["Connection", int, M], Awaitable[None]]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-@dataclass(frozen=True)
-class Command(Generic[M]):
-    """A command type (``name``), the schema its frames are validated against, and its handler.
+class SubscribeCommand(CommandModel):
+    session_id: Identifier
+    after_seq: Annotated[int, Field(ge=0)] | None = None
+    epoch: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
-    Handlers receive the validated frame, answer with ``conn.send_result(cmd_id, data)``
-    and raise to answer with an error; they never await the socket.
+
+class UnsubscribeCommand(CommandModel):
+    session_id: Identifier
+
+
+@command("subscribe", SubscribeCommand)
+async def subscribe(conn: CommandContext, cmd_id: int, cmd: SubscribeCommand) -> None:
+    """Answer {last_seq, epoch, recovered}, then the missed events, then live ones.
+
+    The live subscription is registered (buffering) before the replay is read, so an
+    event published meanwhile is in the replay, in the buffer, or both: buffered events
+    at or below the replay's last seq are dropped, the rest follow the replay in order.
     """
+    if await conn.app[keys.STORE].get_session(conn.user.user_id, cmd.session_id) is None:
+        raise NotFound("session not found")
+    conn.remove_subscription(cmd.session_id)  # subscribing again restarts from after_seq
+    sub = await conn.app[keys.EVENT_HUB].subscribe(cmd.session_id, conn)
+    conn.add_subscription(cmd.session_id, sub.cancel)
+    try:
+        replay = await conn.app[keys.EVENT_BUS].replay(cmd.session_id, cmd.after_seq, cmd.epoch)
+    except BaseException:
+        conn.remove_subscription(cmd.session_id)
+        raise
+    frames = [raw.encode() for _seq, raw in replay.events]
+    frames += sub.go_live(replay.last_seq)
+    conn.send_result(
+        cmd_id,
+        {"last_seq": replay.last_seq, "epoch": replay.epoch, "recovered": replay.recovered},
+    )
+    if frames:
+        conn.push_replay(cmd.session_id, frames)
 
-    name: str
-    schema: type[M]
-    handler: Handler[M]
+
+@command("unsubscribe", UnsubscribeCommand)
+async def unsubscribe(conn: CommandContext, cmd_id: int, cmd: UnsubscribeCommand) -> None:
+    """Stop the session's events (a session not subscribed is answered the same)."""
+    conn.remove_subscription(cmd.session_id)
+    conn.send_result(cmd_id, {})
 
 
-def command(type_: str, schema: type[M]) -> Callable[[Handler[M]], Command[M]]:
-    """Bind a handler to the command type ``type_`` and its schema."""
-
-    def bind(handler: Handler[M]) -> Command[M]:
-        return Command(type_, schema, handler)
-
-    return bind
+class SendCommand(CommandModel):
+    session_id: Identifier
+    content: Annotated[str, Field(min_length=1, max_length=20_000)]
 
 
-def command_table(commands: Iterable[Command[Any]]) -> dict[str, Command[Any]]:
-    """Index commands by type; refuse a type registered twice."""
-    table: dict[str, Command[Any]] = {}
-    for cmd in commands:
-        if cmd.name in table:
-            raise ValueError(f"command type {cmd.name!r} registered twice")
-        table[cmd.name] = cmd
-    return table
+class CancelCommand(CommandModel):
+    run_id: Identifier
+
+
+@command("send", SendCommand)
+async def send(conn: CommandContext, cmd_id: int, cmd: SendCommand) -> None:
+    """Store the user's message and start a run (same rules as the REST call)."""
+    runs = conn.app[keys.RUN_SERVICE]
+    message, run = await runs.post_message(conn.user, cmd.session_id, cmd.content)
+    conn.send_result(
+        cmd_id, {"message": message.model_dump(mode="json"), "run": run.model_dump(mode="json")}
+    )
+
+
+@command("cancel", CancelCommand)
+async def cancel(conn: CommandContext, cmd_id: int, cmd: CancelCommand) -> None:
+    """Cancel a run; a finished run is returned as it is."""
+    run = await conn.app[keys.RUN_SERVICE].cancel_run(conn.user, cmd.run_id)
+    conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
+
+
+class PingCommand(CommandModel):
+    pass
+
+
+@command("ping", PingCommand)
+async def ping(conn: CommandContext, cmd_id: int, cmd: PingCommand) -> None:
+    """Answer ``{}`` (an application-level liveness check)."""
+    conn.send_result(cmd_id, {})
+
+
+COMMANDS: Mapping[str, Command[Any]] = MappingProxyType(
+    command_table((subscribe, unsubscribe, send, cancel, ping))
+)

@@ -1,13 +1,17 @@
-"""Connection: one authenticated socket — outbox and writer, dispatch, subscriptions, close."""
+"""Connection: the protocol side of one authenticated socket — dispatch and subscriptions.
+
+The transport (the bounded outbox, the one writer task, the close handshake) is in
+``http.py``; a connection only queues frames on it and asks it to close.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -16,13 +20,11 @@ from server.api.decode import InputError, parse_json
 from server.auth.identity import Identity
 from server.auth.tokens import TokenError
 from server.errors import ApiError, InvalidRequest, describe_validation
-from server.ws.commands import Command
+from server.ws.decorators import Command
 from server.ws.limits import CommandRate
-from server.ws.outbox import Item, Outbox, Replay
+from server.ws.outbox import Item, Replay
 from server.ws.protocol import (
-    CLOSE_TIMEOUT_S,
     POLICY_VIOLATION,
-    TRY_AGAIN_LATER,
     error_frame,
     ready_frame,
     result_frame,
@@ -32,6 +34,14 @@ from server.ws.protocol import (
 log = logging.getLogger("chorus.ws")
 
 INVALID_MESSAGE = "invalid_message"
+
+
+class Transport(Protocol):
+    """The socket's outgoing side, as the protocol sees it; neither method blocks."""
+
+    def push(self, item: Item) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+    async def wait_closed(self) -> None: ...
 
 
 class BadFrame(Exception):
@@ -59,42 +69,31 @@ def error_for(exc: Exception) -> tuple[str, str] | None:
 
 
 class Connection:
-    """Serve one socket: commands in, results and events out through one writer task."""
+    """Serve one socket's commands and events; every frame out goes through the transport."""
 
     def __init__(
         self,
         app: web.Application,
-        ws: web.WebSocketResponse,
+        transport: Transport,
         identity: Identity,
         commands: Mapping[str, Command[Any]],
     ) -> None:
         self.app = app
         self.user = identity.user
         self._identity = identity
-        self._ws = ws
+        self._transport = transport
         self._commands = commands
         settings = app[keys.SETTINGS]
-        self._outbox = Outbox(settings.ws_queue_size, settings.ws_queue_bytes)
         self._rate = CommandRate(settings.ws_rate_per_s, settings.ws_rate_burst)
         self._subscriptions: dict[str, Callable[[], None]] = {}
         self._last_id: int | None = None
-        self._closing = False
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self._done = asyncio.Event()
 
     # what producers (handlers, the hub) call; none of these awaits the socket
 
     def push(self, frame: Item) -> None:
-        """Queue a frame (or a batch) for the writer; close 1013 if the client lags too far."""
-        if self._closing:
-            return
-        if not self._outbox.put(frame):
-            self.app[keys.METRICS].ws_slow_closed.inc()
-            queued = {"queued": len(self._outbox), "queued_bytes": self._outbox.queued_bytes}
-            log.info("closing a slow websocket consumer", extra=queued)
-            self.close(TRY_AGAIN_LATER, "slow consumer")
+        """Queue a frame (or a batch) for the writer."""
+        self._transport.push(frame)
 
     def push_replay(self, session_id: str, frames: list[bytes]) -> None:
         """Queue a subscription's replay, superseding one of the same session still unsent."""
@@ -116,6 +115,14 @@ class Connection:
         """Close the socket: its token was revoked."""
         self.close(POLICY_VIOLATION, "token revoked")
 
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` (from any task or callback; idempotent)."""
+        self._transport.close(code, reason)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has been served to its end and its close sent."""
+        await self._transport.wait_closed()
+
     # subscriptions: each is stored as the callable that ends it
 
     def add_subscription(self, session_id: str, unsubscribe: Callable[[], None]) -> None:
@@ -133,38 +140,8 @@ class Connection:
 
     # lifecycle
 
-    def close(self, code: int, reason: str) -> None:
-        """Close the socket with ``code`` (from any task or callback; idempotent)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._outbox.clear()
-        self._closer = asyncio.create_task(self._close(code, reason), name="ws-close")
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection has been served to its end and its close sent."""
-        await self._done.wait()
-        if self._closer is not None:
-            await asyncio.wait([self._closer])
-
-    async def serve(self) -> None:
-        """Run the socket until either side closes it, then release everything it held."""
-        detach = self.app[keys.EVENT_HUB].attach(self, self._identity.claims.jti)
-        metrics = self.app[keys.METRICS]
-        metrics.ws_connections.inc()
-        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
-        try:
-            await self._start()
-            await self._read_loop()
-        finally:
-            # Synchronous first: the handler may be cancelled at any await from here on.
-            detach()
-            self._release()
-            metrics.ws_connections.dec()
-            self._done.set()
-            await asyncio.wait([t for t in (self._writer, self._closer) if t is not None])
-
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Check the token once more, arm its expiry and greet the client with ``ready``."""
         # Attached first, then checked: a revocation is either seen here or by the hub.
         try:
             await self.app[keys.TOKENS].verify(self._identity.token)
@@ -176,55 +153,27 @@ class Connection:
         self._expiry = loop.call_later(delay, self.close, POLICY_VIOLATION, "token expired")
         self.push(ready_frame(self.user.public()))
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Disarm the expiry and end every subscription (the socket is done)."""
         if self._expiry is not None:
             self._expiry.cancel()
         for session_id in list(self._subscriptions):
             self.remove_subscription(session_id)
-        self._closing = True
-        if self._writer is not None and self._closer is None:
-            self._writer.cancel()  # a closer cancels the writer itself, then closes
-
-    async def _close(self, code: int, reason: str) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.wait([self._writer])
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self._ws.close(code=code, message=reason.encode())
-        except TimeoutError:
-            log.info("websocket close handshake timed out (code %d)", code)
-
-    async def _write_loop(self) -> None:
-        outbox, ws, text = self._outbox, self._ws, WSMsgType.TEXT
-        try:
-            while True:
-                item = await outbox.get()
-                if isinstance(item, bytes):
-                    await ws.send_frame(item, text)
-                else:
-                    for frame in item:
-                        await ws.send_frame(frame, text)
-        except ConnectionError:
-            return  # the peer is gone; the read loop sees it too
-        except Exception:
-            log.exception("websocket writer failed")
-            self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
 
     # reading and dispatch
 
-    async def _read_loop(self) -> None:
-        while True:
-            msg = await self._ws.receive()
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._rate.allow():
-                self.close(POLICY_VIOLATION, "command rate limit exceeded")
-                return
-            if msg.type is WSMsgType.TEXT:
-                await self._on_text(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                self.send_error(None, INVALID_MESSAGE, "frames must be JSON text, not binary")
-            else:
-                return  # CLOSE, CLOSING, CLOSED or ERROR (aiohttp sent the close code)
+    async def receive(self, msg: WSMessage) -> bool:
+        """Handle one message read from the socket; False once the socket is done."""
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not self._rate.allow():
+            self.close(POLICY_VIOLATION, "command rate limit exceeded")
+            return False
+        if msg.type is WSMsgType.TEXT:
+            await self._on_text(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            self.send_error(None, INVALID_MESSAGE, "frames must be JSON text, not binary")
+        else:
+            return False  # CLOSE, CLOSING, CLOSED or ERROR (aiohttp sent the close code)
+        return True
 
     async def _on_text(self, text: str) -> None:
         try:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from server.config import Limits
-from server.ws.handlers import COMMANDS
+from server.ws.commands import COMMANDS
 from tests.security.conftest import MakeSec, Sec, http_request
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))

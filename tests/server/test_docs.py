@@ -123,7 +123,7 @@ def test_provider_examples_load_with_their_keys_from_the_environment() -> None:
 def test_the_websocket_document_names_every_command_event_and_close_code() -> None:
     from server.events.bus import EVENT_NAMES
     from server.ws import protocol
-    from server.ws.handlers import COMMANDS
+    from server.ws.commands import COMMANDS
 
     text = (DOCS / "websocket.md").read_text()
     for name in [*COMMANDS, *EVENT_NAMES, "unknown_command", "invalid_message", "resync"]:
