@@ -24,6 +24,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 # The UI's pure modules (state, run state, streaming markdown, errors): Node's own runner.
 test-ui:

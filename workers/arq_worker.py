@@ -52,7 +52,6 @@ class ChorusWorker(Worker):
         self._wake_client = wake_client
         self._recheck_s = recheck_s
         self._elsewhere: dict[bytes, float] = {}
-        self._wake_channel = wake_channel
         self._waker: asyncio.Task[None] | None = None
         on_startup = self.on_startup
 

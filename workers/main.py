@@ -35,11 +35,6 @@ WATCHDOG = "chorus_watchdog"
 REDIS = "chorus_redis"
 
 
-def load_registry(settings: Settings, demo_url: str | None) -> AgentRegistry:
-    """Load the pipelines file (or the built-in one), pointing the demo provider at demo_url."""
-    return AgentRegistry.load(settings.pipelines_file, demo_url=demo_url)
-
-
 async def startup(ctx: dict[str, Any]) -> None:
     """Open the store and build the shared services of this worker."""
     settings: Settings = ctx[SETTINGS]

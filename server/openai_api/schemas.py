@@ -65,10 +65,6 @@ class ChatCompletionBody(BaseModel):
         """Whether the stream ends with a usage chunk."""
         return self.stream_options is not None and self.stream_options.include_usage
 
-    def ignored(self) -> list[str]:
-        """OpenAI parameters given but not applied (the pipeline's agents decide)."""
-        return sorted((self.model_extra or {}).keys())
-
 
 # Answers, as the OpenAPI document describes them (the handlers build plain dicts).
 

@@ -199,11 +199,6 @@ class AgentRegistry:
             all_urls[DEMO_URL_VARIABLE] = demo_url
         return cls(spec, all_urls, os.environ if env is None else env)
 
-    @property
-    def default_pipeline(self) -> str:
-        """Name of the pipeline a new session uses unless it asks for another."""
-        return DEFAULT_PIPELINE
-
     def pipeline_names(self) -> tuple[str, ...]:
         """Return the pipelines' names, in file order."""
         return tuple(self._pipelines)

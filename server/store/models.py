@@ -75,7 +75,6 @@ class ChatSession(Doc):
     active_run_id: str | None = None
     started_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
-    last_seq: int = 0
 
 
 class Message(Doc):
