@@ -1,5 +1,5 @@
 # One image for both roles: the web process (default) and a worker:
-#   docker run IMAGE                        -> python -m chorus
+#   docker run IMAGE                        -> python -m server
 #   docker run IMAGE python -m workers      -> one arq worker (metrics on :9101)
 FROM python:3.11-slim
 
@@ -38,4 +38,4 @@ EXPOSE 8080 9101
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "server.healthcheck"]
 
-CMD ["python", "-m", "chorus"]
+CMD ["python", "-m", "server"]

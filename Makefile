@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml client/pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/python -m chorus
+	$(BIN)/python -m server
 
 worker: $(BIN)/.installed
 	$(BIN)/python -m workers

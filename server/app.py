@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
-    """Options of the AppRunner serving the app (``python -m chorus`` and tests alike).
+    """Options of the AppRunner serving the app (``python -m server`` and tests alike).
 
     ``keepalive_timeout`` is also aiohttp's deadline for a connection's first request
     headers: a half-sent request is dropped after it. ``logger`` keeps unparsable client

@@ -1,4 +1,4 @@
-"""What ``python -m chorus`` and ``python -m workers`` share: settings, logs, signals."""
+"""What ``python -m server`` and ``python -m workers`` share: settings, logs, signals."""
 
 from __future__ import annotations
 

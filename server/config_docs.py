@@ -38,7 +38,7 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
     )),
     ("Storage and Redis", (
         Var("REDIS_URL", "redis_url", "Redis for the queue, pub/sub, event history, rate "
-            "limits, token denylist; unset: `python -m chorus` starts a private "
+            "limits, token denylist; unset: `python -m server` starts a private "
             "redis-server", sample="redis://redis.example.test:6379/0"),
         Var("REDIS_KEY_PREFIX", "redis_key_prefix", "prefix of every Redis key, channel and "
             "the arq queue"),
@@ -121,7 +121,7 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
     )),
     ("Workers", (
         Var("EMBEDDED_WORKER", "embedded_worker", "run an arq worker inside "
-            "`python -m chorus` (`0` when workers run apart)"),
+            "`python -m server` (`0` when workers run apart)"),
         Var("WORKER_POLL_S", "worker_poll_s", "arq poll interval, seconds (workers are also "
             "woken on enqueue)"),
         Var("WORKER_MAX_JOBS", "worker_max_jobs", "concurrent stages per worker"),

@@ -28,7 +28,7 @@ from workers.metrics import WorkerMetrics
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = Settings()
 CODE = ("chorus", "server", "workers")  # the packages the image installs
-ROLES = {"web": ["python", "-m", "chorus"], "worker": ["python", "-m", "workers"]}
+ROLES = {"web": ["python", "-m", "server"], "worker": ["python", "-m", "workers"]}
 # Variables the compose file passes that Chorus does not read itself: provider API keys
 # (named by `api_key_env` in the pipelines file).
 PROVIDER_KEYS = {"OPENAI_API_KEY"}

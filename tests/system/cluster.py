@@ -143,7 +143,7 @@ class Cluster:
     ) -> ChorusProcess:
         """Start `python -m chorus` on a free port and wait for /readyz."""
         port = free_port()
-        child = await self._spawn(name, "chorus", port, self.environ(PORT=port, **env))
+        child = await self._spawn(name, "server", port, self.environ(PORT=port, **env))
         await child.wait_ready(http)
         return child
 

@@ -115,7 +115,7 @@ async def _embedded(cluster: Cluster, port: int, name: str) -> ChorusProcess:
     log = cluster.data_dir.parent / f"{name}.log"
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chorus", cwd=ROOT, env=env,
+            sys.executable, "-m", "server", cwd=ROOT, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     child = ChorusProcess(name, proc, log, port)
