@@ -124,6 +124,10 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
     cancelRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/cancel`),
     retryRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/retry`),
     usage: () => request("GET", "/api/v1/usage"),
+    listApiKeys: () => request("GET", "/api/v1/api-keys"),
+    /** The answer carries the key itself: the only time it is shown. */
+    createApiKey: (name) => request("POST", "/api/v1/api-keys", { name }),
+    revokeApiKey: (id) => request("DELETE", `/api/v1/api-keys/${enc(id)}`),
   };
 }
 

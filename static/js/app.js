@@ -18,6 +18,7 @@ import { ConversationView } from "./views/conversation.js";
 import { confirmDialog, createNewSessionDialog, pipelineList } from "./views/dialogs.js";
 import { Sidebar } from "./views/sidebar.js";
 import { UsageView } from "./views/usage.js";
+import { ApiKeysView } from "./views/apikeys.js";
 
 const $ = (testid) => byTestId(document, testid);
 const SESSION_ROUTE = /^#\/s\/([A-Za-z0-9_-]{1,64})$/;
@@ -59,6 +60,16 @@ class App {
       onListed: () => this.updateEmptyState(),
     });
     this.usage = new UsageView($("usage-view"), { api: this.api });
+    this.apiKeys = new ApiKeysView($("api-keys-view"), {
+      api: this.api,
+      confirm: (message, confirmLabel) => confirmDialog($("confirm-dialog"), message, { confirmLabel }),
+      announce: (text) => this.announce(text),
+    });
+    // The pages other than a session: their route, footer link, view and title.
+    this.pages = {
+      "#/usage": { link: "usage-link", view: this.usage, title: "Usage · Chorus" },
+      "#/api-keys": { link: "api-keys-link", view: this.apiKeys, title: "API keys · Chorus" },
+    };
     this.conversation = new ConversationView(document.querySelector("main.conversation"), {
       onCancel: (run) => this.session?.cancel(run),
       onRetry: (run) => this.session?.retry(run),
@@ -198,21 +209,23 @@ class App {
   route() {
     if (!this.user) return;
     const match = SESSION_ROUTE.exec(window.location.hash);
-    const usage = window.location.hash === "#/usage";
-    if (!usage) this.usage.close();
-    if (usage) $("usage-link").setAttribute("aria-current", "page");
-    else $("usage-link").removeAttribute("aria-current");
+    const page = this.pages[window.location.hash] ?? null;
+    for (const other of Object.values(this.pages)) {
+      if (other !== page) other.view.close();
+      if (other === page) $(other.link).setAttribute("aria-current", "page");
+      else $(other.link).removeAttribute("aria-current");
+    }
     if (match) this.openSession(match[1]);
     else {
       this.closeSession();
       this.conversation.clear();
       this.sidebar.setActive(null);
-      document.title = usage ? "Usage · Chorus" : "Chorus";
+      document.title = page ? page.title : "Chorus";
       this.updateEmptyState();
-      if (usage) {
+      if (page) {
         show($("no-session"), false);
         this.toggleSidebar(false);
-        this.usage.open();
+        page.view.open();
       }
     }
   }

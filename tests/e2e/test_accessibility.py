@@ -53,7 +53,7 @@ def assert_accessible(page: Page, screen: str) -> None:
 def test_main_screens_pass_axe(
     new_context: ContextFactory, api: Api, make_user: UserFactory, scheme: str
 ) -> None:
-    """Sign-in, empty state, a conversation with an answer, a failed run, usage, dialogs."""
+    """Sign-in, empty state, a conversation, a failed run, usage, API keys, dialogs."""
     context = new_context(color_scheme=scheme)
     page = context.new_page()
     page.goto("/")
@@ -85,6 +85,20 @@ def test_main_screens_pass_axe(
     tid(page, "usage-link").click()
     expect(tid(page, "usage-row").first).to_be_visible()
     assert_accessible(page, "usage")
+    tid(page, "api-keys-link").click()
+    expect(tid(page, "api-keys-empty")).to_be_visible()
+    assert_accessible(page, "API keys, none yet")
+    tid(page, "api-key-name").fill("axe")
+    tid(page, "api-key-create").click()
+    expect(tid(page, "api-key-created")).to_be_visible()
+    expect(tid(page, "api-key-row")).to_have_count(1)
+    assert_accessible(page, "API keys, a new key shown")
+    tid(page, "api-key-revoke").click()
+    expect(tid(page, "confirm-dialog")).to_be_visible()
+    assert_accessible(page, "API keys, revoke confirmation")
+    tid(page, "confirm-ok").click()
+    expect(tid(page, "api-key-revoked")).to_be_visible()
+    assert_accessible(page, "API keys, a revoked key")
 
 
 def test_shortcuts_theme_and_banners(new_context: ContextFactory, make_user: UserFactory) -> None:
