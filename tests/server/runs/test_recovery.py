@@ -1,0 +1,42 @@
+"""Takeovers of a run whose cancel was asked for: the cancel wins, nothing is queued again.
+Driven through the app's RunService, no worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from arq.jobs import Job, JobStatus
+
+from server import keys
+from tests.helpers import make_user
+from tests.workers.conftest import session_events, start_run
+
+Client = TestClient[Any, web.Application]
+
+
+async def test_taking_over_a_stage_whose_cancel_was_asked_for_ends_the_run(
+    client: Client,
+) -> None:
+    runs = client.app[keys.RUN_SERVICE]
+    sent = await start_run(client, await make_user(client))
+    run = await runs.store.get_run(sent["run"]["run_id"])
+    assert run is not None
+    started = await runs.start_stage(run, 0)  # plan streams ...
+    assert started is not None
+    flagged = await runs.request_cancel(started)  # ... so the cancel waits for its poll,
+    assert flagged.status == "running" and flagged.cancel_requested
+    # ... but its worker died before polling: its lease lapses and the stage is taken over.
+    assert await runs.take_over(run.run_id, 0, 0, "lease lapsed")
+    ended = await runs.store.get_run(run.run_id)
+    assert ended is not None and ended.status == "cancelled"
+    assert (ended.generation, ended.recoveries) == (0, 0)
+    assert [s.status for s in ended.stages] == ["cancelled"] * 3
+    requeued = Job(runs.keys.stage_job_id(run.run_id, 0, 1), runs.redis,
+                   _queue_name=runs.keys.arq_queue())  # fmt: skip
+    assert await requeued.status() is JobStatus.not_found
+    names = [e["name"] for e in await session_events(client, run.session_id)]
+    assert names.count("run.cancelled") == 1
+    session = await runs.store.get_session(run.user_id, run.session_id)
+    assert session is not None and session.active_run_id is None
