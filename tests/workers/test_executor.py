@@ -78,3 +78,22 @@ async def test_a_stage_job_delivered_again_is_not_redone_and_moves_the_run_on(
     names = [e["name"] for e in await session_events(app, run["session_id"])]
     assert names.count("stage.started") == 1 and names.count("stage.completed") == 1
     assert await draft.status() is JobStatus.queued  # the run moves on
+
+
+async def test_a_stage_job_of_a_finished_run_does_nothing(app: Client, worker: WorkerDeps) -> None:
+    user = await make_user(app)
+    run = (await start_run(app, user))["run"]
+    executor = StageExecutor(worker)
+    for index in range(3):
+        await executor.execute(run["run_id"], index, 0)
+    done = await worker.store.get_run(run["run_id"])
+    assert done is not None and done.status == "completed"
+    draft = Job(worker.keys.stage_job_id(run["run_id"], 1, 0), worker.redis,
+                _queue_name=worker.keys.arq_queue())  # fmt: skip
+    await worker.redis.zrem(worker.keys.arq_queue(), draft.job_id)  # draft's job is gone
+    await worker.redis.delete(job_key_prefix + draft.job_id)
+    await executor.execute(run["run_id"], 0, 0)  # arq runs plan's job once more, long after
+    assert await draft.status() is JobStatus.not_found  # nothing is queued again
+    assert await worker.store.get_run(run["run_id"]) == done
+    names = [e["name"] for e in await session_events(app, run["session_id"])]
+    assert names.count("run.completed") == 1
