@@ -61,3 +61,33 @@ async def test_an_outdated_generation_does_not_end_the_run(client: Client) -> No
     assert ended is not None and ended.status == "completed"
     names = [e["name"] for e in await session_events(client, run.session_id)]
     assert names.count("run.completed") == 1
+
+
+async def test_a_checkpoint_stores_and_announces_the_output_and_adds_up_the_usage(
+    client: Client,
+) -> None:
+    runs, run = await _queued(client)
+    first, second = (
+        Usage(prompt_tokens=3, completion_tokens=5, cost_usd=0.25),
+        Usage(prompt_tokens=1, completion_tokens=2, cost_usd=0.5),
+    )
+    for index, usage in enumerate((first, second)):
+        started = await runs.start_stage(run, index)
+        assert started is not None
+        completed = await runs.complete_stage(started, index, f"out {index}", "m", usage)
+        assert completed is not None
+        run = completed
+    stored = await runs.store.get_run(run.run_id)
+    assert stored is not None and stored.usage == first.plus(second)
+    assert [(s.status, s.output, s.model, s.usage) for s in stored.stages[:2]] == [
+        ("completed", "out 0", "m", first), ("completed", "out 1", "m", second),
+    ]  # fmt: skip
+    assert all(s.finished_at is not None for s in stored.stages[:2])
+    events = await session_events(client, run.session_id)
+    announced = [e["data"] for e in events if e["name"] == "stage.completed"]
+    assert announced == [
+        {"stage": "plan", "index": 0, "output": "out 0", "model": "m",
+         "usage": first.model_dump(mode="json")},
+        {"stage": "draft", "index": 1, "output": "out 1", "model": "m",
+         "usage": second.model_dump(mode="json")},
+    ]  # fmt: skip
