@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint test-ui bench worker docs lock clean
+.PHONY: run test lint test-ui bench worker docs lock clean mutate
 
 $(BIN)/.installed: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,20 @@ docs: $(BIN)/.installed
 lock: $(BIN)/.installed
 	$(BIN)/python .ci/lock.py
 
+# Mutation testing, not part of `make test` (configured in pyproject's [tool.mutmut]):
+# mutants of server/runs/ and workers/executor.py against the fast run tests; prints the
+# score (killed/survived/timeout) and lists the survivors. See docs/operations.md.
+# The mutants' tests mostly wait on Redis and HTTP: more of them than cores run at once.
+MUTATE_JOBS ?= 6
+mutate: $(BIN)/.installed
+	rm -rf mutants
+	nice -n 10 $(BIN)/mutmut run --max-children $(MUTATE_JOBS)
+	$(BIN)/mutmut export-cicd-stats
+	cat mutants/mutmut-cicd-stats.json
+	$(BIN)/mutmut results
+
 bench: $(BIN)/.installed
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

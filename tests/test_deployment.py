@@ -228,6 +228,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
 
 
+def test_ci_hands_the_jobs_settings_to_the_tests() -> None:
+    # `.ci/run` runs under sudo, which drops the environment unless told to keep it: the
+    # tests would silently run on SQLite and mongomock instead of the MongoDB service.
+    job = _workflow("ci.yml")["jobs"]["test"]
+    assert job["env"]["MONGODB_URL"].startswith("mongodb://")
+    assert "mongo" in job["services"]
+    run = next(step["run"] for step in job["steps"] if "bash .ci/run" in step.get("run", ""))
+    kept = re.search(r"--preserve-env=(\S+)", run)
+    assert kept is not None and set(job["env"]) <= set(kept[1].split(",")), run
+
+
 def test_release_pushes_the_image_to_ghcr_on_a_version_tag() -> None:
     workflow = _workflow("release.yml")
     trigger = workflow[True]  # YAML 1.1 reads the key `on` as a boolean

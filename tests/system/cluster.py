@@ -15,7 +15,9 @@ from typing import Any
 
 import aiohttp
 
+from server.banner import redact
 from server.redis_proc import free_port
+from server.store.factory import SQLITE_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "system-test-secret-key-0123456789abcdefghij"
@@ -26,6 +28,13 @@ _CHORUS_ENV_PREFIXES = (
     "LOG_LEVEL", "BCRYPT_", "JWT_", "MAX_BODY", "RATE_", "PIPELINES_FILE", "DEMO_", "EMBEDDED_",
     "WORKER_", "STAGE_", "ATTEMPT_", "DELTA_", "EVENT_", "UI_API", "WS_", "LLM_", "REAPER_",
 )  # fmt: skip
+
+
+def store_line(env: dict[str, str]) -> str:
+    """What a process started with ``env`` says about its store in its start-up line."""
+    if env.get("MONGODB_URL"):
+        return f"store: mongodb {redact(env['MONGODB_URL'])} db={env.get('MONGODB_DB', 'chorus')}"
+    return f"store: sqlite {Path(env['DATA_DIR']) / SQLITE_FILE}"
 
 
 class ProcessDied(AssertionError):
@@ -102,7 +111,8 @@ class ChorusProcess:
 
 
 class Cluster:
-    """Start Chorus processes sharing one Redis, one data dir and one demo model."""
+    """Start Chorus processes sharing one Redis, one data dir (or MongoDB database, given
+    ``MONGODB_URL`` and ``MONGODB_DB`` in ``env``) and one demo model."""
 
     def __init__(self, data_dir: Path, redis_url: str, demo_url: str, **env: Any) -> None:
         self.data_dir = data_dir
@@ -143,15 +153,19 @@ class Cluster:
     ) -> ChorusProcess:
         """Start `python -m chorus` on a free port and wait for /readyz."""
         port = free_port()
-        child = await self._spawn(name, "server", port, self.environ(PORT=port, **env))
+        environ = self.environ(PORT=port, **env)
+        child = await self._spawn(name, "server", port, environ)
         await child.wait_ready(http)
+        await child.wait_output(store_line(environ))
         return child
 
     async def worker(self, name: str = "worker", **env: Any) -> ChorusProcess:
         """Start `python -m workers` (metrics on a free port) and wait until it says it runs."""
         env.setdefault("WORKER_METRICS_PORT", free_port())
-        child = await self._spawn(name, "workers", None, self.environ(**env))
+        environ = self.environ(**env)
+        child = await self._spawn(name, "workers", None, environ)
         await child.wait_output("Chorus worker is running")
+        await child.wait_output(store_line(environ))
         return child
 
     def logs(self) -> str:

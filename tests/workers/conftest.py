@@ -1,21 +1,28 @@
-"""A full stack for run tests: the app, a demo model server and an in-process worker."""
+"""Run tests: the app, a demo model server, and an in-process worker or a worker's services
+driven by the test."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from arq.connections import ArqRedis
 
 from server import keys
 from server.app import create_app
 from server.config import Limits, Settings
 from tests.conftest import ClientFactory
+from tests.helpers import TestUser
+from workers.context import WorkerDeps, deps
 from workers.demo_model import DemoConfig, DemoModelServer
 from workers.inprocess import InProcessWorker
+from workers.main import REGISTRY, SETTINGS, WATCHDOG, shutdown, startup
+from workers.metrics import METRICS, WorkerMetrics
 
 Client = TestClient[Any, web.Application]
 
@@ -43,6 +50,48 @@ async def stack(aiohttp_client: ClientFactory, run_settings: Settings) -> AsyncI
     client = await aiohttp_client(create_app(run_settings))
     async with InProcessWorker(run_settings, client.app[keys.PIPELINES]):
         yield client
+
+
+@pytest.fixture
+async def app(aiohttp_client: ClientFactory, run_settings: Settings) -> Client:
+    """The web app alone: no worker takes jobs unless the test runs one."""
+    return await aiohttp_client(create_app(run_settings))
+
+
+@pytest.fixture
+async def worker(app: Client, run_settings: Settings) -> AsyncIterator[WorkerDeps]:
+    """A worker's services, built by its real start-up; no job loop and no watchdog ticking
+    behind the test's back (the test calls what the watchdog would)."""
+    redis = ArqRedis.from_url(run_settings.redis_url or "")
+    ctx: dict[str, Any] = {
+        "redis": redis, SETTINGS: run_settings, REGISTRY: app.app[keys.PIPELINES],
+        METRICS: WorkerMetrics(),
+    }  # fmt: skip
+    await startup(ctx)
+    watchdog = ctx.pop(WATCHDOG)
+    watchdog.cancel()
+    await asyncio.gather(watchdog, return_exceptions=True)
+    yield deps(ctx)
+    await shutdown(ctx)
+    await redis.aclose()
+
+
+async def start_run(app: Client, user: TestUser, content: str = "hi") -> dict[str, Any]:
+    """Create a session of the default pipeline and post a message: the 202 body."""
+    resp = await app.post("/api/v1/sessions", json={}, headers=user.auth)
+    sid = (await resp.json())["session_id"]
+    resp = await app.post(
+        f"/api/v1/sessions/{sid}/messages", json={"content": content}, headers=user.auth
+    )
+    assert resp.status == 202, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def session_events(app: Client, session_id: str) -> list[dict[str, Any]]:
+    """The session's events as published (its replay log)."""
+    entries = await app.app[keys.REDIS].xrange(app.app[keys.REDIS_KEYS].session_stream(session_id))
+    return [json.loads(fields[b"e"]) for _, fields in entries]
 
 
 async def wait_run(client: Client, headers: dict[str, str], run_id: str,

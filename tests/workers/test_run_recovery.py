@@ -6,68 +6,16 @@ generation cancel flags, takeovers, stale session claims and the reaper."""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from arq.connections import ArqRedis
-
-from server import keys
-from server.app import create_app
 from server.config import Settings
 from server.store.models import utcnow
-from tests.helpers import TestUser, make_user
-from workers.context import WorkerDeps, deps
+from tests.helpers import make_user
+from tests.workers.conftest import Client
+from tests.workers.conftest import session_events as _events
+from tests.workers.conftest import start_run as _send
+from workers.context import WorkerDeps
 from workers.executor import StageExecutor
-from workers.main import REGISTRY, SETTINGS, WATCHDOG, shutdown, startup
-from workers.metrics import METRICS, WorkerMetrics
-
-Client = TestClient[Any, web.Application]
-
-
-@pytest.fixture
-async def app(aiohttp_client: Any, run_settings: Settings) -> Client:
-    """The web app alone: no worker takes jobs unless the test runs one."""
-    client: Client = await aiohttp_client(create_app(run_settings))
-    return client
-
-
-@pytest.fixture
-async def worker(app: Client, run_settings: Settings) -> AsyncIterator[WorkerDeps]:
-    """A worker's services, built by its real start-up; no job loop and no watchdog ticking
-    behind the test's back (the test calls what the watchdog would)."""
-    redis = ArqRedis.from_url(run_settings.redis_url or "")
-    ctx: dict[str, Any] = {
-        "redis": redis, SETTINGS: run_settings, REGISTRY: app.app[keys.PIPELINES],
-        METRICS: WorkerMetrics(),
-    }  # fmt: skip
-    await startup(ctx)
-    watchdog = ctx.pop(WATCHDOG)
-    watchdog.cancel()
-    await asyncio.gather(watchdog, return_exceptions=True)
-    yield deps(ctx)
-    await shutdown(ctx)
-    await redis.aclose()
-
-
-async def _send(app: Client, user: TestUser, content: str = "hi") -> dict[str, Any]:
-    resp = await app.post("/api/v1/sessions", json={}, headers=user.auth)
-    sid = (await resp.json())["session_id"]
-    resp = await app.post(
-        f"/api/v1/sessions/{sid}/messages", json={"content": content}, headers=user.auth
-    )
-    assert resp.status == 202, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
-
-
-async def _events(app: Client, session_id: str) -> list[dict[str, Any]]:
-    entries = await app.app[keys.REDIS].xrange(app.app[keys.REDIS_KEYS].session_stream(session_id))
-    return [json.loads(fields[b"e"]) for _, fields in entries]
 
 
 async def test_concurrent_executions_of_one_stage_job_stream_once(

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from arq.jobs import Job, JobStatus
 from redis.asyncio import Redis
 
 from server import keys
@@ -197,15 +198,27 @@ async def test_cancel_mid_stream(stack: Client, demo: DemoModelServer) -> None:
 
 
 async def test_cancel_before_the_job_starts_wins(aiohttp_client: Any, run_settings: Any) -> None:
-    from server.app import create_app
-
-    client = await aiohttp_client(create_app(run_settings))  # no worker at all
+    client = await aiohttp_client(create_app(run_settings))  # no worker yet
     user = await make_user(client)
     sid = await _session(client, user)
     run_id = (await _send(client, user, sid, "never runs"))["run"]["run_id"]
     resp = await client.post(f"/api/v1/runs/{run_id}/cancel", headers=user.auth)
-    assert (await resp.json())["run"]["status"] == "cancelled"
-    assert [s["status"] for s in (await resp.json())["run"]["stages"]] == ["cancelled"] * 3
+    body = (await resp.json())["run"]
+    assert body["status"] == "cancelled"
+    assert [s["status"] for s in body["stages"]] == ["cancelled"] * 3
+    app_keys = client.app[keys.REDIS_KEYS]
+    job = Job(app_keys.stage_job_id(run_id, 0, 0), client.app[keys.REDIS],
+              _queue_name=app_keys.arq_queue())  # fmt: skip
+    assert await job.status() is JobStatus.queued  # the cancel left the job in the queue
+    async with InProcessWorker(run_settings, client.app[keys.PIPELINES]):  # a worker comes
+        await job.result(timeout=10, poll_delay=0.02)  # ... and takes the job
+    info = await job.result_info()
+    assert info is not None and info.success
+    run = await (await client.get(f"/api/v1/runs/{run_id}", headers=user.auth)).json()
+    assert run["status"] == "cancelled" and [s["attempts"] for s in run["stages"]] == [0] * 3
+    assert await client.app[keys.STORE].list_llm_calls(run_id) == []
+    names = [e["name"] for e in await _events(client, sid)]
+    assert "stage.started" not in names and names.count("run.cancelled") == 1
 
 
 async def test_thirty_percent_failing_provider_batch_of_20_completes(
