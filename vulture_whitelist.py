@@ -28,6 +28,7 @@ _.id
 _.owned_by
 _.logprobs
 _.total_tokens
+_.output_original  # StageState: the model's text of a gate whose output the user edited
 _.system_fingerprint
 _.param
 _.started_at

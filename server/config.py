@@ -28,6 +28,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+_YEAR_S = 366 * 24 * 3600.0
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -121,6 +124,8 @@ class Settings:
     # neither a live lease nor a waiting job is taken over (None: lease_ttl_s * 2).
     reaper_interval_s: int = 5
     reaper_stale_s: float | None = None
+    # A run paused at an approval gate longer than this is ended by the reaper (cancelled).
+    approval_timeout_s: float = 24 * 3600.0
     # Model chain retries (DESIGN §6): attempts per model, exponential backoff with full jitter.
     llm_attempts_per_model: int = 3
     llm_backoff_base_s: float = 0.25
@@ -216,6 +221,7 @@ class Settings:
             attempt_timeout_s=_float(env, "ATTEMPT_TIMEOUT_S", cls.attempt_timeout_s),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_S", cls.reaper_interval_s, 1),
             reaper_stale_s=_optional_float(env, "REAPER_STALE_S"),
+            approval_timeout_s=_float(env, "APPROVAL_TIMEOUT_S", cls.approval_timeout_s),
             lease_ttl_s=_float(env, "LEASE_TTL_S", cls.lease_ttl_s),
             lease_renew_s=_float(env, "LEASE_RENEW_S", cls.lease_renew_s),
             watchdog_interval_s=_float(env, "WATCHDOG_INTERVAL_S", cls.watchdog_interval_s),
@@ -250,6 +256,7 @@ class Settings:
             raise ConfigError("REAPER_INTERVAL_S must be between 1 and 60")
         if self.reaper_stale_s is not None and self.reaper_stale_s < 0:
             raise ConfigError("REAPER_STALE_S must be >= 0")
+        self._validate_approvals()
         if not 0 < self.lease_renew_s < self.lease_ttl_s:
             raise ConfigError("LEASE_RENEW_S must be > 0 and below LEASE_TTL_S")
         if not 0 < self.watchdog_interval_s <= self.lease_ttl_s:
@@ -264,6 +271,10 @@ class Settings:
                 raise ConfigError("BCRYPT_ROUNDS must be >= 12 when ENV=production")
         elif self.secret_key is not None and len(self.secret_key.encode()) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 bytes")
+
+    def _validate_approvals(self) -> None:
+        if not 0 <= self.approval_timeout_s <= _YEAR_S:  # also refuses nan and inf
+            raise ConfigError(f"APPROVAL_TIMEOUT_S must be between 0 and {_YEAR_S:g} (a year)")
 
     def _validate_hardening(self) -> None:
         if self.production and not self.mongodb_url:

@@ -143,6 +143,9 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
         Var("REAPER_STALE_S", "reaper_stale_s", "how long a queued or running run with "
             "neither a live lease nor a waiting job may sit unchanged before it is taken "
             "over; unset: `LEASE_TTL_S` × 2", sample="30"),
+        Var("APPROVAL_TIMEOUT_S", "approval_timeout_s", "a run paused at an approval gate "
+            "(a stage with `approve = true`) this long is ended by the reaper: cancelled, "
+            "its error saying the approval timed out", sample="3600"),
     )),
     ("Events and WebSocket", (
         Var("DELTA_FLUSH_MS", "delta_flush_ms", "token deltas are coalesced into one event "

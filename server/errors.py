@@ -81,6 +81,10 @@ class SessionBusy(Conflict):
     code = "session_busy"
 
 
+class NotAwaitingApproval(Conflict):
+    code = "not_awaiting_approval"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

@@ -21,6 +21,7 @@ from server.openai_api.schemas import (
     ModelList,
     OpenAiErrorBody,
 )
+from server.runs.schemas import ApproveBody, RejectBody
 from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
@@ -129,6 +130,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.RunEnvelope, errors=(*AUTH_ERRORS, 404, 409, 422),
         description="409 `session_busy` unless the run failed or was cancelled (or the "
         "session has another active run); 422 when every stage is completed.",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/approve"): Operation(
+        "Approve the stage a run awaits (its output optionally edited); the run goes on",
+        "runs", 202, r.RunEnvelope, body=ApproveBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body is optional: `{\"output\": \"...\"}` replaces the stage's "
+        "output (the model's is kept as `output_original`). 409 `not_awaiting_approval` "
+        "unless the run is `awaiting_approval` (also when a reject, cancel or the timeout "
+        "came first).",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/reject"): Operation(
+        "Reject the stage a run awaits: the run ends cancelled, its error `rejected`",
+        "runs", 200, r.RunEnvelope, body=RejectBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body is optional: `{\"reason\": \"...\"}` goes into the error "
+        "(`rejected: <reason>`). 409 `not_awaiting_approval` unless the run is "
+        "`awaiting_approval`.",
     ),
     ("GET", f"{V1}/usage"): Operation(
         "The caller's tokens and cost, totals and per day", "usage", 200, UsageSummary,

@@ -71,6 +71,7 @@ class RunEnvelope(BaseModel):
 class StageInfo(BaseModel):
     name: str
     agent: str
+    approve: bool
 
 
 class PipelineInfo(BaseModel):

@@ -16,7 +16,8 @@ EVENT_NAMES = frozenset(
     {
         "message.created", "run.queued", "run.started", "stage.started", "stage.delta",
         "stage.reset", "stage.retrying", "stage.completed", "run.completed", "run.failed",
-        "run.cancelled",
+        "run.cancelled", "run.awaiting_approval", "run.approved", "run.rejected",
+        "run.approval_expired",
     }
 )  # fmt: skip
 

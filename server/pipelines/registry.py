@@ -87,10 +87,12 @@ class Agent:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a pipeline: a name (a template variable later on) and an agent."""
+    """One stage of a pipeline: a name (a template variable later on), an agent, and
+    whether the run pauses for the user's approval after it."""
 
     name: str
     agent: str
+    approve: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,9 @@ class AgentRegistry:
             for n, a in spec.agents.items()
         }
         self._pipelines = {
-            n: Pipeline(n, p.description, tuple(Stage(s.name, s.agent) for s in p.stages))
+            n: Pipeline(
+                n, p.description, tuple(Stage(s.name, s.agent, s.approve) for s in p.stages)
+            )
             for n, p in spec.pipelines.items()
         }
 
@@ -249,7 +253,8 @@ class AgentRegistry:
         ]  # fmt: skip
         pipelines = [
             {"name": p.name, "description": p.description,
-             "stages": [{"name": s.name, "agent": s.agent} for s in p.stages],
+             "stages": [{"name": s.name, "agent": s.agent, "approve": s.approve}
+                        for s in p.stages],
              "answer_stage": p.stages[-1].name}
             for p in self._pipelines.values()
         ]  # fmt: skip

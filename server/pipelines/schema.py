@@ -44,6 +44,8 @@ class StageSpec(_Spec):
 
     name: str = Field(pattern=STAGE_NAME, max_length=64)
     agent: str = Field(min_length=1)
+    # An approval gate: the run pauses after this stage until the user approves or rejects.
+    approve: bool = False
 
 
 class PipelineSpec(_Spec):

@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
 from server.runs.queue import enqueue_stage
-from server.store.models import ACTIVE_RUN_STATUSES, Message, Run, RunStatus, Usage, utcnow
+from server.store.models import (
+    ACTIVE_RUN_STATUSES,
+    AWAITING_APPROVAL,
+    OPEN_RUN_STATUSES,
+    Message,
+    Run,
+    RunStatus,
+    Usage,
+    format_ts,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from server.runs.service import RunDeps
@@ -20,8 +30,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("chorus.runs")
 
 
+def pending_gate(run: Run) -> int | None:
+    """The index of a completed approval gate not yet approved: the run must pause there.
+
+    A run passes a gate only once it is approved (``approved_at``); a retry resets the
+    gate's stage, so there is at most one such stage.
+    """
+    return next(
+        (i for i, s in enumerate(run.stages)
+         if s.approve and s.status == "completed" and s.approved_at is None),
+        None,
+    )  # fmt: skip
+
+
 class RunEndings:
-    """Start, complete and fail stages; advance a run; end it completed, failed or cancelled."""
+    """Start, complete and fail stages; advance a run, pausing it at an approval gate; end it
+    completed, failed or cancelled."""
 
     def __init__(self, deps: RunDeps) -> None:
         self.d = deps
@@ -40,6 +64,8 @@ class RunEndings:
 
     async def start_stage(self, run: Run, index: int) -> Run | None:
         """Mark the stage running (once per attempt, never after a cancel) and say so."""
+        if run.status not in ACTIVE_RUN_STATUSES:  # awaiting approval: no stage may start
+            return None
         stage, now = run.stages[index], utcnow()
         fields: dict[str, Any] = {
             "status": "running", "updated_at": now,
@@ -115,7 +141,12 @@ class RunEndings:
             await self.fail(failed, f"stage {stage.name} failed: {error}")
 
     async def advance(self, run: Run, index: int) -> None:
-        """Queue the next stage, or write the answer and complete the run after the last."""
+        """Pause at an approval gate; else queue the next stage, or write the answer and
+        complete the run after the last."""
+        stage = run.stages[index]
+        if stage.approve and stage.approved_at is None:
+            await self.pause(run, index)
+            return
         if index + 1 < len(run.stages):
             await enqueue_stage(self.redis, self.keys, run.run_id, index + 1, run.generation)
             return
@@ -126,6 +157,70 @@ class RunEndings:
             content=output, content_html=await render_markdown(output), run_id=run.run_id,
         )  # fmt: skip
         await self.complete(run, answer)
+
+    async def pause(self, run: Run, index: int) -> Run | None:
+        """Hold the run after stage ``index`` (a gate) until the user approves or rejects it.
+
+        The run moves (once: conditional on the state it was read in) to awaiting_approval
+        with ``awaiting_stage``/``awaiting_since``; the session keeps its claim. No job is
+        queued and no lease held: nothing of a worker waits with it.
+        """
+        if run.status not in ACTIVE_RUN_STATUSES:
+            return None
+        now = utcnow()
+        paused = await self.store.update_run(
+            run.run_id,
+            {"status": AWAITING_APPROVAL, "awaiting_stage": index, "awaiting_since": now,
+             "updated_at": now},
+            expect={"status": run.status, "generation": run.generation,
+                    "cancel_requested": False, f"stages.{index}.status": "completed",
+                    f"stages.{index}.approved_at": None},
+        )  # fmt: skip
+        if paused is None:
+            return None
+        await self.store.update_session(
+            run.user_id, run.session_id, {"status": AWAITING_APPROVAL, "updated_at": now},
+            expect={"active_run_id": run.run_id},
+        )  # fmt: skip
+        stage = paused.stages[index]
+        await self.bus.publish(
+            run.session_id, "run.awaiting_approval",
+            {"stage": stage.name, "index": index, "output": stage.output or "",
+             "since": format_ts(now)},
+            run.run_id, generation=run.generation,
+        )  # fmt: skip
+        await self._after_pause(paused)
+        return paused
+
+    async def _after_pause(self, run: Run) -> None:
+        """A run started awaiting approval (the hook other features react in, e.g. notify)."""
+        log.info("run %s awaits approval of stage %s", run.run_id, run.awaiting_stage)
+
+    async def end_awaiting(
+        self, run: Run, error: str, event: str, data: dict[str, Any]
+    ) -> Run | None:
+        """End a run awaiting approval as cancelled with ``error`` (rejected, timed out).
+
+        Conditional on the gate it awaits: of a reject, an approve, a cancel and the
+        timeout, one wins. Publishes ``event`` (with the stage) and then run.cancelled.
+        """
+        index = run.awaiting_stage
+        if run.status != AWAITING_APPROVAL or index is None:
+            return None
+        ended = await self._end(
+            run, "cancelled", {"cancel_requested": True, "error": error},
+            {"awaiting_stage": index, "generation": run.generation},
+        )  # fmt: skip
+        if ended is not None:
+            stage = run.stages[index]
+            await self.bus.publish(
+                ended.session_id, event, {"stage": stage.name, "index": index, **data},
+                ended.run_id,
+            )  # fmt: skip
+            await self.bus.publish(
+                ended.session_id, "run.cancelled", {"error": error}, ended.run_id
+            )
+        return ended
 
     async def _partial_of(self, run: Run, index: int) -> str | None:
         """The text the stage had streamed (kept when it is cancelled or fails)."""
@@ -144,10 +239,17 @@ class RunEndings:
                 fields[f"stages.{i}.finished_at"] = now
                 if stage.status == "running":
                     fields[f"stages.{i}.partial"] = await self._partial_of(run, i)
-        for active in ACTIVE_RUN_STATUSES:
+        for active in OPEN_RUN_STATUSES:
             ended = await self.store.update_run(
                 run.run_id,
-                {"status": status, "finished_at": now, "updated_at": now, **fields},
+                {
+                    "status": status,
+                    "finished_at": now,
+                    "updated_at": now,
+                    "awaiting_stage": None,
+                    "awaiting_since": None,
+                    **fields,
+                },
                 expect={"status": active, **expect},
             )
             if ended is not None:

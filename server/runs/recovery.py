@@ -7,6 +7,8 @@
   same way. Every takeover counts in the run's ``recoveries`` (not in user retries); a run
   that keeps losing its workers fails after ``RUN_MAX_RECOVERIES``.
 - A session whose active-run claim names a run that ended or is gone is freed.
+- A run awaiting approval holds no worker: it is never taken over nor reaped as stale.
+  The reaper ends one that has waited longer than ``APPROVAL_TIMEOUT_S`` instead.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from typing import TYPE_CHECKING
 
 from arq.jobs import Job, JobStatus
 
-from server.runs.endings import RunEndings
+from server.runs.endings import RunEndings, pending_gate
 from server.runs.queue import enqueue_stage
-from server.store.models import ACTIVE_RUN_STATUSES, FINAL_RUN_STATUSES, ChatSession, Run, utcnow
+from server.store.models import (
+    ACTIVE_RUN_STATUSES,
+    AWAITING_APPROVAL,
+    FINAL_RUN_STATUSES,
+    ChatSession,
+    Run,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from server.runs.service import RunDeps
@@ -39,12 +48,11 @@ class RunRecovery(RunEndings):
     async def take_over(self, run_id: str, generation: int, index: int, reason: str) -> bool:
         """Requeue the run's current stage under a new generation; True if this call did."""
         run = await self.store.get_run(run_id)
-        if run is None or run.status in FINAL_RUN_STATUSES or run.generation != generation:
+        if run is None or run.status not in ACTIVE_RUN_STATUSES or run.generation != generation:
+            return False  # ended, outdated, or awaiting approval (no worker to replace)
+        if await self._move_on(run, index):
             return False
         current = run.current_stage()
-        if current > index:  # the leased stage was done: make sure the next one is queued
-            await enqueue_stage(self.redis, self.keys, run_id, current, generation)
-            return False
         if run.cancel_requested:
             return await self.cancel(run, expect={"generation": generation}) is not None
         if run.recoveries >= self.d.settings.run_max_recoveries:
@@ -72,6 +80,20 @@ class RunRecovery(RunEndings):
         await enqueue_stage(self.redis, self.keys, run_id, current, generation + 1)
         return True
 
+    async def _move_on(self, run: Run, index: int) -> bool:
+        """If the leased stage was done, move the run on and say so: pause it at its gate
+        (its worker died between the gate's checkpoint and the pause) or make sure the
+        next stage is queued."""
+        gate = pending_gate(run)
+        if gate is not None and not run.cancel_requested:  # a cancel ends it instead
+            await self.pause(run, gate)
+            return True
+        current = run.current_stage()
+        if current > index:
+            await enqueue_stage(self.redis, self.keys, run.run_id, current, run.generation)
+            return True
+        return False
+
     async def _waiting(self, run: Run) -> bool:
         """Whether the run's stage job waits for a worker, or has just been picked up."""
         job_id = self.keys.stage_job_id(run.run_id, run.current_stage(), run.generation)
@@ -96,6 +118,24 @@ class RunRecovery(RunEndings):
             if await self.take_over(run.run_id, run.generation, run.current_stage(), "reaper"):
                 taken += 1
         return taken
+
+    async def expire_approvals(self, timeout_s: float, limit: int = 200) -> int:
+        """End the runs awaiting approval for longer than ``timeout_s`` (cancelled, with an
+        error saying so); return how many this call ended."""
+        cutoff = utcnow() - timedelta(seconds=timeout_s)
+        runs = await self.store.list_runs(
+            statuses=(AWAITING_APPROVAL,), updated_before=cutoff, limit=limit
+        )
+        expired = 0
+        for run in runs:
+            if run.awaiting_since is None or run.awaiting_since > cutoff:
+                continue
+            error = f"approval timed out after {timeout_s:g} s"
+            data = {"timeout_s": timeout_s}
+            if await self.end_awaiting(run, error, "run.approval_expired", data) is not None:
+                log.warning("run %s: %s", run.run_id, error)
+                expired += 1
+        return expired
 
     async def free_stale_claim(self, session: ChatSession) -> bool:
         """Free the session if its active run ended or is gone; True if it is free now."""

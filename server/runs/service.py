@@ -19,16 +19,18 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from server.config import Settings
-from server.errors import InvalidRequest, NotFound, SessionBusy
+from server.errors import InvalidRequest, NotAwaitingApproval, NotFound, SessionBusy
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
 from server.ratelimit import RateLimiter, Rule
 from server.redis_keys import RedisKeys
+from server.runs.endings import pending_gate
 from server.runs.leases import LeaseBook
 from server.runs.queue import enqueue_stage
 from server.runs.recovery import RunRecovery
 from server.store.base import Store
 from server.store.models import (
+    AWAITING_APPROVAL,
     FINAL_RUN_STATUSES,
     ChatSession,
     Message,
@@ -111,7 +113,8 @@ class RunService(RunRecovery):
         run = Run(
             session_id=session_id, user_id=user.user_id, pipeline=pipeline.name,
             input_message_id=message.message_id, assistant_message_id=new_id(),
-            stages=[StageState(name=s.name, agent=s.agent) for s in pipeline.stages],
+            stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
+                    for s in pipeline.stages],
         )  # fmt: skip
         message.run_id = run.run_id
         await self._claim(session, run.run_id)
@@ -152,6 +155,9 @@ class RunService(RunRecovery):
             self.keys.run_cancel(run.run_id, run.generation), "1", ex=_CANCEL_FLAG_TTL_S
         )
         flagged = await self.store.update_run(run.run_id, {"cancel_requested": True}) or run
+        if flagged.status == AWAITING_APPROVAL:  # paused at a gate: nothing runs, end it now
+            ended = await self.cancel(flagged, expect={"awaiting_stage": flagged.awaiting_stage})
+            return ended or await self.store.get_run(run.run_id) or flagged
         index = flagged.current_stage()
         if flagged.stages[index].status == "pending":
             # Queued, or between stages: no stage streams, so cancel wins here and now. A
@@ -161,12 +167,74 @@ class RunService(RunRecovery):
                 return ended
         return await self.store.get_run(run.run_id) or flagged
 
+    async def approve_run(self, user: User, run_id: str, output: str | None = None) -> Run:
+        """Approve the stage the run awaits (``output``: its edited text) and go on."""
+        return await self.approve(await self._own_run(user, run_id), output)
+
+    async def approve(self, run: Run, output: str | None = None) -> Run:
+        """Move the run from its gate to queued (once) and queue the next stage.
+
+        An edited ``output`` replaces the stage's output (what later stages and the answer
+        read); the model's text is kept as ``output_original``. A gate on the last stage
+        completes the run with that output as the answer.
+        """
+        index = run.awaiting_stage
+        if run.status != AWAITING_APPROVAL or index is None:
+            raise NotAwaitingApproval("the run is not awaiting approval")
+        stage, now = run.stages[index], utcnow()
+        fields: dict[str, Any] = {
+            "status": "queued", "awaiting_stage": None, "awaiting_since": None,
+            "updated_at": now, f"stages.{index}.approved_at": now,
+        }  # fmt: skip
+        edited = output is not None and output != stage.output
+        if edited:
+            fields[f"stages.{index}.output"] = output
+            fields[f"stages.{index}.output_original"] = stage.output
+        approved = await self.store.update_run(
+            run.run_id, fields,
+            expect={"status": AWAITING_APPROVAL, "awaiting_stage": index,
+                    "generation": run.generation, "cancel_requested": False},
+        )  # fmt: skip
+        if approved is None:
+            raise NotAwaitingApproval("the run is no longer awaiting approval")
+        await self.store.update_session(
+            run.user_id, run.session_id, {"status": "queued", "updated_at": now},
+            expect={"active_run_id": run.run_id},
+        )  # fmt: skip
+        await self.bus.publish(
+            run.session_id, "run.approved",
+            {"stage": stage.name, "index": index, "output": approved.stages[index].output or "",
+             "edited": edited},
+            run.run_id,
+        )  # fmt: skip
+        if index + 1 < len(approved.stages):
+            await self._queue(approved, index + 1)
+        else:
+            await self.advance(approved, index)
+        return await self.store.get_run(run.run_id) or approved
+
+    async def reject_run(self, user: User, run_id: str, reason: str = "") -> Run:
+        """Reject the stage the run awaits: the run ends cancelled, its error "rejected"."""
+        run = await self._own_run(user, run_id)
+        error = f"rejected: {reason}" if reason else "rejected"
+        ended = await self.end_awaiting(run, error, "run.rejected", {"reason": reason})
+        if ended is None:
+            raise NotAwaitingApproval("the run is not awaiting approval")
+        return ended
+
     async def retry_run(self, user: User, run_id: str) -> Run:
-        """Resume a failed or cancelled run from its first stage not completed."""
+        """Resume a failed or cancelled run from its first stage not completed.
+
+        A gate not approved (the run was rejected, timed out or cancelled at it) counts as
+        not completed: its stage runs again and the run pauses there again.
+        """
         run = await self._own_run(user, run_id)
         if run.status not in ("failed", "cancelled"):
             raise SessionBusy("only a failed or cancelled run can be retried")
+        gate = pending_gate(run)
         first = next((i for i, s in enumerate(run.stages) if s.status != "completed"), None)
+        if gate is not None and (first is None or gate < first):
+            first = gate
         if first is None:
             raise InvalidRequest("run_id: every stage of this run is completed")
         await self._limit_llm_work(user)
@@ -181,7 +249,7 @@ class RunService(RunRecovery):
         for i in range(first, len(run.stages)):
             stage = run.stages[i]  # a fresh state, but the count of attempts carries on
             fields[f"stages.{i}"] = StageState(
-                name=stage.name, agent=stage.agent, attempts=stage.attempts
+                name=stage.name, agent=stage.agent, attempts=stage.attempts, approve=stage.approve
             )
         await self.leases.fence(run.run_id, run.generation + 1)
         retried = await self.store.update_run(run_id, fields, expect={"status": run.status})

@@ -25,7 +25,9 @@ def _in_utc(value: datetime) -> datetime:
 
 
 Cursor = Annotated[datetime, AfterValidator(_in_utc)]
-StatusFilter = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
+StatusFilter = Literal[
+    "idle", "queued", "running", "awaiting_approval", "completed", "failed", "cancelled"
+]
 
 
 class CreateSessionBody(RequestModel):

@@ -39,10 +39,18 @@ Timestamp = Annotated[
     PlainSerializer(format_ts, return_type=str, when_used="json"),
 ]
 
-RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
 StageStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-SessionStatus = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
+SessionStatus = Literal[
+    "idle", "queued", "running", "awaiting_approval", "completed", "failed", "cancelled"
+]
+# Statuses a worker drives (a stage queued or streaming): leases, takeovers and the reaper's.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
+# Paused at an approval gate: no job, no lease, no worker; only the user (or the timeout)
+# moves it on.
+AWAITING_APPROVAL: RunStatus = "awaiting_approval"
+# Every status a run can still end from.
+OPEN_RUN_STATUSES: tuple[RunStatus, ...] = (*ACTIVE_RUN_STATUSES, AWAITING_APPROVAL)
 FINAL_RUN_STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
 
 
@@ -113,6 +121,12 @@ class StageState(BaseModel):
     error: str | None = None
     # The text a stage had streamed when it was cancelled or failed (kept, marked stopped).
     partial: str | None = None
+    # An approval gate (the pipeline stage's ``approve = true``, copied when the run starts):
+    # the run pauses after this stage until the user approves (the output possibly edited;
+    # then ``output_original`` keeps the model's) or rejects it.
+    approve: bool = False
+    approved_at: Timestamp | None = None
+    output_original: str | None = None
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
 
@@ -135,6 +149,9 @@ class Run(Doc):
     # Takeovers since the user last started or retried the run (not counting user retries).
     recoveries: int = 0
     assistant_message_id: str | None = None
+    # While the run is awaiting_approval: the index of the stage awaiting it, and since when.
+    awaiting_stage: int | None = None
+    awaiting_since: Timestamp | None = None
     created_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
     finished_at: Timestamp | None = None

@@ -1,7 +1,8 @@
 """Every WebSocket command: its frame schema and its handler, registered in one explicit list.
 
 Session commands: subscribe (with lossless resume), unsubscribe. Run commands: send a
-message (starting a run), cancel a run, both through the RunService. Connection-level:
+message (starting a run), cancel a run, approve or reject the stage a run awaits, all
+through the RunService. Connection-level:
 ping. Handlers are typed against ``CommandContext`` (decorators.py) and never await
 the socket.
 """
@@ -93,6 +94,30 @@ async def cancel(conn: CommandContext, cmd_id: int, cmd: CancelCommand) -> None:
     conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
 
 
+class ApproveCommand(CommandModel):
+    run_id: Identifier
+    output: Annotated[str, Field(max_length=100_000)] | None = None
+
+
+class RejectCommand(CommandModel):
+    run_id: Identifier
+    reason: Annotated[str, Field(max_length=2_000)] = ""
+
+
+@command("approve", ApproveCommand)
+async def approve(conn: CommandContext, cmd_id: int, cmd: ApproveCommand) -> None:
+    """Approve the stage the run awaits (``output``: edited); the run goes on."""
+    run = await conn.app[keys.RUN_SERVICE].approve_run(conn.user, cmd.run_id, cmd.output)
+    conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
+
+
+@command("reject", RejectCommand)
+async def reject(conn: CommandContext, cmd_id: int, cmd: RejectCommand) -> None:
+    """Reject the stage the run awaits: the run ends cancelled."""
+    run = await conn.app[keys.RUN_SERVICE].reject_run(conn.user, cmd.run_id, cmd.reason)
+    conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
+
+
 class PingCommand(CommandModel):
     pass
 
@@ -104,5 +129,5 @@ async def ping(conn: CommandContext, cmd_id: int, cmd: PingCommand) -> None:
 
 
 COMMANDS: Mapping[str, Command[Any]] = MappingProxyType(
-    command_table((subscribe, unsubscribe, send, cancel, ping))
+    command_table((subscribe, unsubscribe, send, cancel, approve, reject, ping))
 )

@@ -40,14 +40,21 @@ stages = [{ name = "plan", agent = "a" }, { name = "write", agent = "b" }]
 
 def test_the_default_file_loads_with_plan_draft_review_and_chat() -> None:
     registry = AgentRegistry.load(demo_url="http://127.0.0.1:1234/v1")
-    assert registry.pipeline_names() == ("default", "chat")
+    assert registry.pipeline_names() == ("default", "chat", "reviewed")
     assert [s.name for s in registry.pipeline("default").stages] == ["plan", "draft", "review"]
     assert [s.name for s in registry.pipeline("chat").stages] == ["answer"]
+    # Only `reviewed` has an approval gate, after its plan.
+    gates = {p: [s.approve for s in registry.pipeline(p).stages] for p in registry.pipeline_names()}
+    assert gates == {"default": [False] * 3, "chat": [False], "reviewed": [True, False, False]}
     demo = registry.provider("demo")
     assert demo.base_url == "http://127.0.0.1:1234/v1" and demo.problem is None
     assert registry.agent("drafter").models == ("demo", "demo-backup")
     assert registry.model("demo").upstream == "chorus-demo"
-    assert AgentRegistry.load(DEFAULT_PIPELINES_FILE).pipeline_names() == ("default", "chat")
+    assert AgentRegistry.load(DEFAULT_PIPELINES_FILE).pipeline_names() == (
+        "default",
+        "chat",
+        "reviewed",
+    )
 
 
 def test_without_the_demo_url_the_provider_says_what_is_missing() -> None:
@@ -61,7 +68,10 @@ def test_describe_lists_pipelines_stages_and_agents_without_secrets() -> None:
     described = registry.describe()
     assert described["default"] == "default"
     [pipeline] = described["pipelines"]
-    assert pipeline["stages"] == [{"name": "plan", "agent": "a"}, {"name": "write", "agent": "b"}]
+    assert pipeline["stages"] == [
+        {"name": "plan", "agent": "a", "approve": False},
+        {"name": "write", "agent": "b", "approve": False},
+    ]
     assert pipeline["answer_stage"] == "write"
     assert {a["name"] for a in described["agents"]} == {"a", "b"}
     text = json.dumps(described)
@@ -157,6 +167,8 @@ BAD_FILES = [
     (_bad('name = "write"', 'name = "message"'), "the stage name 'message' is reserved"),
     (_bad('name = "write"', 'name = "Write It"'), "String should match pattern"),
     ("", "providers: Field required"),
+    (_bad('name = "write", agent = "b"', 'name = "write", agent = "b", approve = "yes"'),
+     "stages.1.approve: Input should be a valid boolean"),
 ]  # fmt: skip
 
 
@@ -167,6 +179,16 @@ def test_bad_files_are_refused_naming_the_problem(text: str, problem: str) -> No
     message = str(caught.value)
     assert message.startswith("pipelines file custom.toml: ")
     assert problem in message
+
+
+def test_a_stage_may_declare_an_approval_gate() -> None:
+    text = GOOD.replace(
+        '{ name = "plan", agent = "a" }', '{ name = "plan", agent = "a", approve = true }'
+    )
+    registry = AgentRegistry.loads(text, env={})
+    assert [s.approve for s in registry.pipeline("default").stages] == [True, False]
+    [pipeline] = registry.describe()["pipelines"]
+    assert [s["approve"] for s in pipeline["stages"]] == [True, False]
 
 
 def test_an_unreadable_path_is_a_clear_error(tmp_path: Path) -> None:
