@@ -206,6 +206,21 @@ async def test_answers_read_before_a_winning_cancel_lose(app: Client, worker: Wo
     assert "run.approved" not in names and "run.rejected" not in names
 
 
+async def test_an_approve_landing_between_a_cancels_flag_and_its_end_loses(
+    app: Client, worker: WorkerDeps
+) -> None:
+    user, run = await _at_gate(app, worker)
+    runs = app.app[keys.RUN_SERVICE]
+    await worker.store.update_run(run["run_id"], {"cancel_requested": True})  # the cancel's flag
+    resp = await app.post(f"/api/v1/runs/{run['run_id']}/approve", headers=user.auth)
+    assert await error_of(resp) == (409, "not_awaiting_approval")
+    flagged = await worker.store.get_run(run["run_id"])
+    assert flagged is not None
+    ended = await runs.request_cancel(flagged)  # ... and the cancel ends it
+    assert ended.status == "cancelled"
+    assert await _job_status(worker, run["run_id"], 1, 0) is JobStatus.not_found
+
+
 async def test_a_reject_read_before_an_approve_loses(app: Client, worker: WorkerDeps) -> None:
     _user, run = await _at_gate(app, worker)
     runs = app.app[keys.RUN_SERVICE]
@@ -301,6 +316,20 @@ async def test_a_gate_on_the_last_stage_makes_the_approved_output_the_answer(
     assert session["messages"][-1]["content"] == "Edited answer."
 
 
+async def test_a_cancel_at_a_gate_on_the_last_stage_ends_the_run_at_once(
+    app: Client, worker: WorkerDeps
+) -> None:
+    user = await make_user(app)
+    run = (await _send(app, user, pipeline="chat"))["run"]
+    await worker.store.update_run(run["run_id"], {"stages.0.approve": True})
+    await StageExecutor(worker).execute(run["run_id"], 0, 0)
+    resp = await app.post(f"/api/v1/runs/{run['run_id']}/cancel", headers=user.auth)
+    cancelled = (await resp.json())["run"]
+    assert cancelled["status"] == "cancelled" and cancelled["stages"][0]["status"] == "completed"
+    session = await worker.store.get_session(run["user_id"], run["session_id"])
+    assert session is not None and session.active_run_id is None
+
+
 async def test_a_retry_of_a_rejected_run_runs_the_gate_again(
     app: Client, worker: WorkerDeps
 ) -> None:
@@ -389,6 +418,7 @@ async def test_a_cancel_flagged_before_the_pause_wins_over_the_gate(
     await worker.store.update_run(sent["run_id"], {"cancel_requested": True})  # then it died
     assert await worker.runs.pause(started, 0) is None  # a pause never lands after a cancel
     await worker.runs.take_over(sent["run_id"], 0, 0, "lease lapsed")
+    assert await _job_status(worker, sent["run_id"], 1, 0) is JobStatus.queued
     await StageExecutor(worker).execute(sent["run_id"], 1, 0)  # the queued stage finds it
     stored = await worker.store.get_run(sent["run_id"])
     assert stored is not None and stored.status == "cancelled"
