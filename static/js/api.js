@@ -123,6 +123,11 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
     getRun: (id) => request("GET", `/api/v1/runs/${enc(id)}`),
     cancelRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/cancel`),
     retryRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/retry`),
+    /** output: the stage's edited text, or null to approve it as it is. */
+    approveRun: (id, output = null) =>
+      request("POST", `/api/v1/runs/${enc(id)}/approve`, output === null ? {} : { output }),
+    rejectRun: (id, reason = "") =>
+      request("POST", `/api/v1/runs/${enc(id)}/reject`, reason ? { reason } : {}),
     usage: () => request("GET", "/api/v1/usage"),
     listApiKeys: () => request("GET", "/api/v1/api-keys"),
     /** The answer carries the key itself: the only time it is shown. */

@@ -73,6 +73,8 @@ class App {
     this.conversation = new ConversationView(document.querySelector("main.conversation"), {
       onCancel: (run) => this.session?.cancel(run),
       onRetry: (run) => this.session?.retry(run),
+      onApprove: (run, output) => this.session?.approve(run, output),
+      onReject: (run) => this.session?.reject(run),
       onLoadRun: (runId) => this.session?.loadRun(runId),
       onLoadOlder: () => this.session?.loadOlder(),
       skewMs: () => this.api.clockSkewMs,
@@ -293,7 +295,8 @@ class App {
     if (!controller) return;
     const { model } = controller;
     this.conversation.render(model);
-    this.composer.setBusy(model.busy());
+    const awaiting = model.activeRun()?.status === "awaiting_approval";
+    this.composer.setBusy(model.busy() && (awaiting ? "awaiting" : true));
     if (model.session) {
       this.sidebar.update(model.session);
       document.title = `${sessionTitle(model.session)} · Chorus`;

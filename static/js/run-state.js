@@ -1,8 +1,13 @@
 // A run's state: normalising REST snapshots and applying run and stage events. Pure
 // (no DOM). Updates never move a stage or run backwards within one generation.
 
-export const ACTIVE_RUN = new Set(["queued", "running"]);
+// Not ended: a run queued, running, or paused at an approval gate (the session is busy).
+export const ACTIVE_RUN = new Set(["queued", "running", "awaiting_approval"]);
 const RANK = { pending: 0, queued: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
+// A run moves forward through queued → running → awaiting_approval, and again after each
+// approval (approve moves it back to queued): its progress counts the approved gates.
+const RUN_RANK = { queued: 0, running: 1, awaiting_approval: 2 };
+const FINAL_PROGRESS = 1e6;
 
 export const rank = (status) => RANK[status] ?? 0;
 export const tokens = (usage) => (usage ? (Number(usage.prompt_tokens) || 0) + (Number(usage.completion_tokens) || 0) : 0);
@@ -44,6 +49,11 @@ function normStage(raw, index) {
     // events up to that one are already in it (see applyRunEvent's meta).
     partial: stoppedStatus(s.status) || snapshotSeq(s) !== null ? str(s.partial) ?? "" : "",
     partialSeq: snapshotSeq(s),
+    // An approval gate (the run pauses after this stage), when it was approved, and the
+    // model's text when the user edited the output before approving.
+    approve: s.approve === true,
+    approved_at: str(s.approved_at),
+    output_original: str(s.output_original),
     partialEpoch: snapshotSeq(s) !== null ? str(s.partial_epoch) : null,
     gap: false, // the partial text misses a beginning we could not replay
     retries: [],
@@ -57,8 +67,10 @@ export function normRun(raw) {
     run_id: raw.run_id,
     session_id: str(raw.session_id),
     pipeline: str(raw.pipeline) ?? "",
-    status: raw.status in RANK ? raw.status : "queued",
+    status: raw.status in RANK || raw.status in RUN_RANK ? raw.status : "queued",
     stages,
+    awaiting_stage: Number.isInteger(raw.awaiting_stage) ? raw.awaiting_stage : null,
+    awaiting_since: str(raw.awaiting_since),
     usage: normUsage(raw.usage),
     error: str(raw.error),
     generation: Number(raw.generation) || 0,
@@ -75,7 +87,8 @@ export function normRun(raw) {
 function mergeStage(known, incoming) {
   if (rank(incoming.status) < rank(known.status)) return;
   const advanced = rank(incoming.status) > rank(known.status);
-  for (const key of ["status", "output", "model", "error", "started_at", "finished_at", "agent"]) {
+  const keys = ["status", "output", "model", "error", "started_at", "finished_at", "agent", "approved_at", "output_original"];
+  for (const key of keys) {
     if (incoming[key] !== null && incoming[key] !== "") known[key] = incoming[key];
   }
   known.attempts = Math.max(known.attempts, incoming.attempts);
@@ -89,11 +102,20 @@ function mergeStage(known, incoming) {
   else if (advanced && incoming.status === "completed") known.partial = "";
 }
 
+/** How far a run has come within its generation (final statuses are the furthest). */
+export function runProgress(run) {
+  if (!(run.status in RUN_RANK)) return FINAL_PROGRESS;
+  const approved = run.stages.filter((s) => s.approve && s.approved_at).length;
+  return approved * 3 + RUN_RANK[run.status];
+}
+
 export function mergeRun(known, incoming) {
-  if (rank(incoming.status) >= rank(known.status)) {
+  if (runProgress(incoming) >= runProgress(known)) {
     known.status = incoming.status;
     known.error = incoming.error ?? known.error;
     known.finished_at = incoming.finished_at ?? known.finished_at;
+    known.awaiting_stage = incoming.awaiting_stage;
+    known.awaiting_since = incoming.awaiting_since;
   }
   if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
   known.assistant_message_id = incoming.assistant_message_id ?? known.assistant_message_id;
@@ -125,7 +147,14 @@ export function applyRunEvent(run, name, data, ts, meta = null) {
       }
       keepServerPartials(run, data.run);
       return setRunStatus(run, "failed");
+    case "run.awaiting_approval":
+      return awaitApproval(run, data, ts);
+    case "run.approved":
+      return approveGate(run, data, ts);
     case "run.cancelled":
+      // Rejected, or nobody answered in time: the event says so.
+      run.error = str(data.error) ?? run.error;
+      run.awaiting_stage = null;
       // A running stage keeps the text it had streamed: shown as stopped, not thrown away.
       for (const stage of run.stages) {
         if (rank(stage.status) < 2) Object.assign(stage, { status: "cancelled", finished_at: ts });
@@ -163,9 +192,43 @@ export function stoppedStages(run) {
 }
 
 function setRunStatus(run, status) {
-  if (rank(status) < rank(run.status)) return false;
+  if (runProgress({ stages: run.stages, status }) < runProgress(run)) return false;
   run.status = status;
   return true;
+}
+
+/** run.awaiting_approval: the gate stage is done (with this output) and the run paused. */
+function awaitApproval(run, data, ts) {
+  const stage = findStage(run, data);
+  if (!stage || stage.approved_at || !(run.status in RUN_RANK)) return false; // a replay
+  if (rank(stage.status) < 2) completeStage(run, stage, { output: data.output }, ts);
+  if (!setRunStatus(run, "awaiting_approval")) return false;
+  run.awaiting_stage = stage.index;
+  run.awaiting_since = str(data.since) ?? ts;
+  return true;
+}
+
+/** run.approved: the gate's output as approved (maybe edited); the run goes on. */
+function approveGate(run, data, ts) {
+  const stage = findStage(run, data);
+  if (!stage || stage.approved_at) return false;
+  const before = runProgress(run);
+  stage.approved_at = ts ?? "approved";
+  const output = str(data.output);
+  if (output !== null && output !== stage.output) {
+    stage.output_original = stage.output_original ?? stage.output;
+    stage.output = output;
+  }
+  if (run.awaiting_stage === stage.index) run.awaiting_stage = null;
+  if (runProgress({ stages: run.stages, status: "queued" }) > before) run.status = "queued";
+  return true;
+}
+
+/** The stage a run waits to have approved, or null. */
+export function awaitingGate(run) {
+  if (run.status !== "awaiting_approval") return null;
+  const stage = run.awaiting_stage !== null ? run.stages[run.awaiting_stage] : null;
+  return stage ?? run.stages.find((s) => s.approve && s.status === "completed" && !s.approved_at) ?? null;
 }
 
 /** A replay rebuilds the text of a stage that stopped (when the run came without it). */

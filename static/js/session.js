@@ -215,6 +215,28 @@ export class SessionController {
     }
   }
 
+  /** Answer the approval a run awaits (output: the edited text, or null). */
+  async approve(run, output) {
+    await this.answer(run, () => this.api.approveRun(run.run_id, output), "approve");
+  }
+
+  async reject(run) {
+    await this.answer(run, () => this.api.rejectRun(run.run_id), "reject");
+  }
+
+  async answer(run, call, verb) {
+    try {
+      const body = await call();
+      this.model.upsertRun(body?.run ?? body, "rest");
+      this.model.syncSession(this.model.runs.get(run.run_id));
+      this.changed();
+    } catch (err) {
+      // Someone else answered first (another tab, a cancel, the timeout): show what happened.
+      if (err.code === "not_awaiting_approval") this.loadRun(run.run_id).catch(() => {});
+      this.hooks.onError(`Could not ${verb}: ${describeError(err)}`, null, causeOf(err));
+    }
+  }
+
   async retry(run) {
     try {
       const body = await this.api.retryRun(run.run_id);

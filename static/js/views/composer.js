@@ -96,7 +96,10 @@ export class Composer {
     return !this.sending && text.trim().length > 0 && count <= MAX_CHARS;
   }
 
-  /** Note whether a run is active (the hint says so; sending is still allowed to try). */
+  /**
+   * Note whether a run is active (the hint says so; sending is still allowed to try):
+   * false, true, or "awaiting" (paused until the user approves a stage).
+   */
   setBusy(busy) {
     if (this.busy === busy) return;
     this.busy = busy;
@@ -120,6 +123,7 @@ export class Composer {
     this.button.disabled = !this.canSend();
     let hint = "";
     if (this.sending) hint = "Sending…";
+    else if (this.busy === "awaiting") hint = "Waiting for your approval above… you can write meanwhile.";
     else if (this.busy) hint = "Answering… you can write meanwhile.";
     else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
     setText(this.hint, hint);

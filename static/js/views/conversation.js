@@ -107,7 +107,7 @@ class AnswerView {
 }
 
 export class ConversationView {
-  /** actions: onCancel(run), onRetry(run), onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text) */
+  /** actions: onCancel(run), onRetry(run), onApprove(run, output), onReject(run), onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text) */
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;

@@ -1,9 +1,10 @@
 // A run in progress (or ended without an answer): the stage stepper, the running
-// stage's streaming text, retries, errors, usage, and Cancel / Retry.
+// stage's streaming text, retries, errors, usage, Cancel / Retry, and the approval of a
+// stage the run paused after (an editable copy of its output, Approve / Reject).
 
 import { failureDetails, retryingSentence, runFailedSentence, stageFailedSentence } from "../errors.js";
 import { MarkdownView } from "../markdown/view.js";
-import { stoppedStages } from "../run-state.js";
+import { ACTIVE_RUN, awaitingGate, stoppedStages } from "../run-state.js";
 import { h, setText, show } from "../util/dom.js";
 import { clock, usageText } from "../util/format.js";
 
@@ -14,6 +15,7 @@ const STATUS_LABEL = {
   failed: "failed",
   cancelled: "cancelled",
   queued: "queued",
+  awaiting_approval: "awaiting approval",
 };
 
 /** Milliseconds a stage has run (live while running), or null when unknown. */
@@ -122,13 +124,92 @@ class StoppedView {
   }
 }
 
+/** Why a run was cancelled, as a sentence (rejected, timed out at its gate, or cancelled). */
+export function cancelledSentence(run) {
+  const error = String(run.error || "");
+  if (error === "rejected") return "Rejected.";
+  if (error.startsWith("rejected: ")) return `Rejected: ${error.slice("rejected: ".length)}.`;
+  if (error.startsWith("approval timed out")) return "Cancelled: nobody approved it in time.";
+  return "Cancelled.";
+}
+
+let approvalIds = 0;
+
+/** The stage a run awaits approval of: its output in an editable box, Approve and Reject. */
+class ApprovalView {
+  /** actions: onApprove(run, output | null), onReject(run) */
+  constructor(actions) {
+    this.actions = actions;
+    this.key = null; // the run and stage shown: the box is refilled only when it changes
+    const id = `approval-${++approvalIds}`;
+    this.heading = h("h3", { class: "approval-title", id: `${id}-title`, testid: "approval-title" });
+    this.hint = h("p", { class: "approval-hint muted", id: `${id}-hint` },
+      "Edit the text if it needs it: the next stages use what you approve.");
+    this.output = h("textarea", {
+      class: "approval-output", id: `${id}-output`, testid: "approval-output", rows: "8",
+      "aria-describedby": `${id}-hint`, spellcheck: "true",
+    });
+    this.label = h("label", { for: `${id}-output`, class: "approval-label" });
+    this.approve = h("button", { type: "button", class: "primary", testid: "approve-run", on: { click: () => this.onApprove() } }, "Approve");
+    this.reject = h("button", { type: "button", class: "secondary", testid: "reject-run", on: { click: () => this.onReject() } }, "Reject");
+    this.el = h("section", { class: "approval", testid: "approval", "aria-labelledby": `${id}-title` },
+      this.heading, this.hint, this.label, this.output,
+      h("div", { class: "approval-actions" }, this.approve, this.reject));
+    this.el.hidden = true;
+  }
+
+  update(run) {
+    const stage = awaitingGate(run);
+    show(this.el, Boolean(stage));
+    if (!stage) {
+      this.key = null;
+      return;
+    }
+    this.run = run;
+    this.stage = stage;
+    const key = `${run.run_id}:${run.generation}:${stage.index}`;
+    if (key !== this.key) {
+      this.key = key;
+      this.output.value = stage.output ?? "";
+      this.busy(false);
+    }
+    this.el.dataset.stage = stage.name;
+    setText(this.heading, `Approve the ${stage.name} stage?`);
+    setText(this.label, `${stage.name} output`);
+  }
+
+  busy(on) {
+    this.approve.disabled = on;
+    this.reject.disabled = on;
+    this.output.readOnly = on;
+  }
+
+  async answer(action) {
+    this.busy(true);
+    try {
+      await action();
+    } finally {
+      this.busy(false);
+    }
+  }
+
+  onApprove() {
+    const edited = this.output.value !== (this.stage.output ?? "");
+    return this.answer(() => this.actions.onApprove(this.run, edited ? this.output.value : null));
+  }
+
+  onReject() {
+    return this.answer(() => this.actions.onReject(this.run));
+  }
+}
+
 const ANNOUNCE = {
   running: (name) => `${name} stage started.`,
   completed: (name) => `${name} stage finished.`,
 };
 
 export class RunView {
-  /** actions: onCancel(run), onRetry(run), skewMs(), announce(text) */
+  /** actions: onCancel(run), onRetry(run), onApprove(run, output), onReject(run), skewMs(), announce(text) */
   constructor(run, actions) {
     this.actions = actions;
     this.run = run;
@@ -151,10 +232,11 @@ export class RunView {
     this.details = h("details", { class: "failure-details", testid: "failure-details" },
       h("summary", { text: "Details" }), this.detailsList);
     this.outputs = new StageOutputs();
+    this.approval = new ApprovalView(actions);
     this.el = h("li", { class: "run-card", testid: "run", dataset: { runId: run.run_id } },
       h("div", { class: "run-head" }, h("span", { class: "run-title" }, "Pipeline"), this.badge, this.usage,
         h("span", { class: "spacer" }), this.cancel, this.retry),
-      this.stepper, this.stream, this.stopped, this.error, this.details, this.outputs.el);
+      this.stepper, this.approval.el, this.stream, this.stopped, this.error, this.details, this.outputs.el);
   }
 
   /** latest: the session's latest run; live: it appeared while the session was open. */
@@ -170,11 +252,12 @@ export class RunView {
     this.updateStopped(run);
     this.updateError(run);
     this.outputs.update(run.stages);
+    this.approval.update(run);
     this.announce(run, live);
   }
 
   updateError(run) {
-    const error = run.status === "failed" ? runFailedSentence(run) : run.status === "cancelled" ? "Cancelled." : "";
+    const error = run.status === "failed" ? runFailedSentence(run) : run.status === "cancelled" ? cancelledSentence(run) : "";
     setText(this.error, error);
     show(this.error, Boolean(error));
     const lines = failureDetails(run);
@@ -215,12 +298,15 @@ export class RunView {
     for (const [name, status] of now) {
       if (before.get(name) !== status && ANNOUNCE[status]) this.actions.announce(ANNOUNCE[status](name));
     }
+    if (before.runStatus !== run.status && run.status === "awaiting_approval") {
+      this.actions.announce(`The ${awaitingGate(run)?.name ?? ""} stage awaits your approval.`);
+    }
     if (before.runStatus !== run.status && run.status === "cancelled") this.actions.announce("The run was cancelled.");
     if (before.runStatus !== run.status && run.status === "failed") this.actions.announce(runFailedSentence(run));
   }
 
   updateButtons(run, latest) {
-    const active = run.status === "queued" || run.status === "running";
+    const active = ACTIVE_RUN.has(run.status);
     show(this.cancel, active);
     const cancelling = active && (run.cancel_requested || this.cancelling);
     this.cancel.disabled = Boolean(cancelling);
