@@ -52,12 +52,24 @@ def _run_completed(event: dict[str, Any]) -> list[AgUiEvent]:
     ]  # fmt: skip
 
 
-def _run_failed(event: dict[str, Any]) -> list[AgUiEvent]:
-    return [{"type": "RUN_ERROR", "message": str(event["data"].get("error")), "code": "run_failed"}]
+def _run_awaiting_approval(event: dict[str, Any]) -> list[AgUiEvent]:
+    # AG-UI's human-in-the-loop pause: the run "finishes" with an interrupt; here it is
+    # resumed by POST /runs/{id}/approve (or ended by reject), not by a new run's input.
+    return [
+        {"type": "RUN_FINISHED", "threadId": event["session_id"], "runId": event["run_id"],
+         "outcome": "interrupt",
+         "interrupt": {"id": _message_id(event), "reason": "human_approval",
+                       "payload": event["data"]}}
+    ]  # fmt: skip
 
 
 def _run_cancelled(event: dict[str, Any]) -> list[AgUiEvent]:
-    return [{"type": "RUN_ERROR", "message": "the run was cancelled", "code": "run_cancelled"}]
+    message = event["data"].get("error") or "the run was cancelled"
+    return [{"type": "RUN_ERROR", "message": str(message), "code": "run_cancelled"}]
+
+
+def _run_failed(event: dict[str, Any]) -> list[AgUiEvent]:
+    return [{"type": "RUN_ERROR", "message": str(event["data"].get("error")), "code": "run_failed"}]
 
 
 _MAPPERS = {
@@ -68,6 +80,7 @@ _MAPPERS = {
     "run.completed": _run_completed,
     "run.failed": _run_failed,
     "run.cancelled": _run_cancelled,
+    "run.awaiting_approval": _run_awaiting_approval,
 }
 
 

@@ -70,3 +70,15 @@ def test_failures_and_cancels_are_run_errors() -> None:
     retry = to_ag_ui(_event("stage.retrying", {"stage": "plan", "attempt": 2}))
     assert retry == [{"type": "CUSTOM", "name": "chorus.stage.retrying",
                       "value": {"stage": "plan", "attempt": 2}}]  # fmt: skip
+
+
+def test_a_pause_for_approval_is_an_interrupt() -> None:
+    data = {"stage": "plan", "index": 0, "output": "1. tea", "since": "2026-01-01T00:00:00.000Z"}
+    assert to_ag_ui(_event("run.awaiting_approval", data)) == [
+        {"type": "RUN_FINISHED", "threadId": "s", "runId": "r", "outcome": "interrupt",
+         "interrupt": {"id": "r:plan", "reason": "human_approval", "payload": data}}
+    ]  # fmt: skip
+    approved = to_ag_ui(_event("run.approved", {"stage": "plan", "index": 0}))
+    assert approved[0]["name"] == "chorus.run.approved"
+    rejected = to_ag_ui(_event("run.cancelled", {"error": "rejected: no"}))
+    assert rejected == [{"type": "RUN_ERROR", "message": "rejected: no", "code": "run_cancelled"}]
