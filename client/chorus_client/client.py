@@ -155,6 +155,16 @@ class ChorusClient:
         """Resume a failed or cancelled run from its first unfinished stage."""
         return dict((await self.request("POST", f"/api/v1/runs/{run_id}/retry"))["run"])
 
+    async def approve(self, run_id: str, output: str | None = None) -> dict[str, Any]:
+        """Approve the stage a run awaits (``output``: its edited text); the run goes on."""
+        body = {} if output is None else {"output": output}
+        return dict((await self.request("POST", f"/api/v1/runs/{run_id}/approve", body))["run"])
+
+    async def reject(self, run_id: str, reason: str = "") -> dict[str, Any]:
+        """Reject the stage a run awaits: the run ends cancelled."""
+        body = {"reason": reason} if reason else {}
+        return dict((await self.request("POST", f"/api/v1/runs/{run_id}/reject", body))["run"])
+
     async def usage(self) -> dict[str, Any]:
         """Tokens and cost, totals and per day."""
         return dict(await self.request("GET", "/api/v1/usage"))

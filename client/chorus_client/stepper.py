@@ -6,6 +6,15 @@ from typing import TextIO
 
 from chorus_client.models import Event
 
+# What the stepper says of an approval gate's events (the data fills the fields in).
+_GATE_LINES = {
+    "run.awaiting_approval": "⏸ {stage} awaits your approval: approve or reject it in the UI, "
+    "or with POST /api/v1/runs/{run}/approve (or /reject)",
+    "run.approved": "▶ {stage} approved",
+    "run.rejected": "✗ {stage} rejected",
+    "run.approval_expired": "✗ {stage} was not approved within {timeout_s:g} s",
+}
+
 
 class Stepper:
     """Render one run's events as they arrive."""
@@ -55,11 +64,15 @@ class Stepper:
         if event.name == "run.started":
             self._line(f"run {event.run_id} started")
             return
+        if event.name in _GATE_LINES:  # an approval gate: the run waits, goes on, or ends
+            self._line(_GATE_LINES[event.name].format(run=event.run_id, **event.data))
+            return
         self.status = event.name.removeprefix("run.")
         if event.name == "run.failed":
             self._line(f"✗ run failed: {event.data.get('error')}")
         elif event.name == "run.cancelled":
-            self._line("✗ run cancelled")
+            error = event.data.get("error")
+            self._line(f"✗ run cancelled: {error}" if error else "✗ run cancelled")
         else:
             usage = event.data.get("usage") or {}
             self._line(f"✓ done · {usage.get('prompt_tokens', 0)} prompt + "

@@ -6,11 +6,14 @@ import asyncio
 import os
 import signal
 import sys
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from chorus_client.models import Event
+from chorus_client.stepper import Stepper
 
 from server.app import create_app
 from server.config import Settings
@@ -58,6 +61,19 @@ async def test_chat_streams_the_answer_with_a_stage_stepper(stack: Client, tmp_p
     body = await (await stack.get(f"/api/v1/sessions/{session_id}", headers=headers)).json()
     assert body["title"] == "How do I brew tea?"
     assert out == body["messages"][-1]["content"] + "\n"
+
+
+def test_the_stepper_tells_of_an_approval_gate() -> None:
+    out, err = StringIO(), StringIO()
+    stepper = Stepper(["plan", "draft"], out, err, all_stages=False)
+    data = {"stage": "plan", "index": 0, "output": "1. tea"}
+    for name, payload in (("run.awaiting_approval", data), ("run.approved", data),
+                          ("run.cancelled", {"error": "rejected: no"})):  # fmt: skip
+        stepper.show(Event("s", "e", 1, name, "r1", payload, "2026-01-01T00:00:00.000Z"))
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("⏸ plan awaits your approval") and "/runs/r1/approve" in lines[0]
+    assert lines[1:] == ["▶ plan approved", "✗ run cancelled: rejected: no"]
+    assert stepper.status == "cancelled"
 
 
 async def test_interactive_chat_continues_one_session(stack: Client, tmp_path: Path) -> None:

@@ -118,3 +118,31 @@ async def test_events_of_a_session_not_ours_is_a_chorus_error(logged_in: Pair) -
     with pytest.raises(ChorusError) as missing:
         await anext(client.events("no-such-session"))
     assert (missing.value.status, missing.value.code) == (404, "not_found")
+
+
+async def test_a_run_paused_at_a_gate_is_approved_or_rejected_through_the_client(
+    logged_in: Pair,
+) -> None:
+    client, _user = logged_in
+    sid = (await client.create_session(pipeline="reviewed"))["session_id"]
+    stream = client.run(sid, "Plan a garden")
+    names: list[str] = []
+    async with asyncio.timeout(30):
+        async for event in stream:
+            names.append(event.name)
+            if event.name == "run.awaiting_approval":
+                approved = await client.approve(event.run_id or "", "1. Dig\n2. Plant")
+                assert approved["stages"][0]["output"] == "1. Dig\n2. Plant"
+    assert names[-1] == "run.completed"
+    assert names.index("run.awaiting_approval") < names.index("run.approved")
+    stream = client.run(sid, "And a pond?")
+    async with asyncio.timeout(30):
+        async for event in stream:
+            if event.name == "run.awaiting_approval":
+                rejected = await client.reject(event.run_id or "", "no pond")
+                assert (rejected["status"], rejected["error"]) == ("cancelled", "rejected: no pond")
+            last = event
+    assert last.name == "run.cancelled" and last.data == {"error": "rejected: no pond"}
+    with pytest.raises(ChorusError) as refused:
+        await client.approve(last.run_id or "")
+    assert (refused.value.status, refused.value.code) == (409, "not_awaiting_approval")
