@@ -111,7 +111,9 @@ class ChunkWriter:
         if name == "run.failed":
             self.outcome = Outcome("failed", error=str(data.get("error") or "the run failed"))
         elif name == "run.cancelled":
-            self.outcome = Outcome("cancelled", error="the run was cancelled")
+            # Rejected or timed out at an approval gate: the event says so.
+            error = str(data.get("error") or "the run was cancelled")
+            self.outcome = Outcome("cancelled", error=error)
         return []
 
     def closing(self) -> list[Chunk | dict[str, Any]]:

@@ -106,6 +106,17 @@ def test_a_retried_answer_stage_that_repeats_itself_is_not_sent_twice() -> None:
     assert writer.outcome is not None and writer.outcome.answer == "Hello world!"
 
 
+def test_a_run_rejected_at_its_gate_ends_the_completion_saying_so() -> None:
+    writer = _writer()
+    writer.feed({"name": "run.cancelled", "data": {"error": "rejected: off topic"}})
+    [error] = writer.closing()
+    assert error["error"]["message"] == "rejected: off topic"
+    assert error["error"]["code"] == "run_cancelled"
+    plain = _writer()
+    plain.feed({"name": "run.cancelled", "data": {}})
+    assert plain.closing()[0]["error"]["message"] == "the run was cancelled"
+
+
 def test_a_retried_answer_stage_that_differs_is_flagged_and_sent_whole() -> None:
     writer = _writer()
     out = writer.feed(_delta("review", "Hello"))
