@@ -23,9 +23,10 @@ from server.store.models import utcnow
 from tests.helpers import TestUser, error_of, make_user
 from tests.server.ws.conftest import Ws
 from tests.workers.conftest import Client, session_events, wait_run
-from workers.context import WorkerDeps
+from workers.context import DEPS, WorkerDeps
 from workers.executor import StageExecutor
 from workers.inprocess import InProcessWorker
+from workers.jobs import reap_stale_runs
 
 EDITED = "1. Greet the user warmly\n2. Mention APPROVED-PLAN-MARKER"
 
@@ -292,6 +293,19 @@ async def test_the_reaper_ends_a_run_awaiting_longer_than_the_timeout(
     assert session is not None and session.active_run_id is None
     resp = await app.post(f"/api/v1/runs/{run['run_id']}/approve", headers=user.auth)
     assert await error_of(resp) == (409, "not_awaiting_approval")
+
+
+async def test_the_reaper_job_ends_expired_approvals_with_the_configured_timeout(
+    app: Client, worker: WorkerDeps
+) -> None:
+    _user, run = await _at_gate(app, worker)
+    ctx = {DEPS: worker}
+    assert await reap_stale_runs(ctx) == 0
+    past = utcnow() - timedelta(seconds=worker.settings.approval_timeout_s + 1)
+    await worker.store.update_run(run["run_id"], {"awaiting_since": past, "updated_at": past})
+    assert await reap_stale_runs(ctx) == 1
+    stored = await worker.store.get_run(run["run_id"])
+    assert stored is not None and stored.status == "cancelled"
 
 
 async def test_a_gate_on_the_last_stage_makes_the_approved_output_the_answer(
