@@ -81,6 +81,12 @@ class SessionBusy(Conflict):
     code = "session_busy"
 
 
+class MessageNotQueued(Conflict):
+    """Cancelling a queued message that has started (or was cancelled) already."""
+
+    code = "message_not_queued"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

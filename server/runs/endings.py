@@ -8,10 +8,12 @@ run's generation, so it publishes nothing either.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
 from server.runs.queue import enqueue_stage
+from server.runs.starts import RunStarts
 from server.store.models import ACTIVE_RUN_STATUSES, Message, Run, RunStatus, Usage, utcnow
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("chorus.runs")
 
 
-class RunEndings:
+class RunEndings(RunStarts):
     """Start, complete and fail stages; advance a run; end it completed, failed or cancelled."""
 
     def __init__(self, deps: RunDeps) -> None:
@@ -86,7 +88,7 @@ class RunEndings:
             {f"stages.{index}.status": "completed", f"stages.{index}.output": output,
              f"stages.{index}.model": model, f"stages.{index}.usage": usage,
              f"stages.{index}.finished_at": now, "usage": run.usage.plus(usage),
-             "updated_at": now},
+             f"stages.{index}.amendments": run.amendments, "updated_at": now},
             expect={"status": "running", "generation": run.generation,
                     f"stages.{index}.status": "running"},
         )  # fmt: skip
@@ -135,8 +137,14 @@ class RunEndings:
         return partial.text
 
     async def _end(
-        self, run: Run, status: RunStatus, fields: dict[str, Any], expect: dict[str, Any]
+        self,
+        run: Run,
+        status: RunStatus,
+        fields: dict[str, Any],
+        expect: dict[str, Any],
+        event_data: Callable[[Run], dict[str, Any]],
     ) -> Run | None:
+        """End the run (one winner), free its session, publish run.<status>, then react."""
         now = utcnow()
         for i, stage in enumerate(run.stages):
             if status == "cancelled" and stage.status in ("pending", "running"):
@@ -156,32 +164,34 @@ class RunEndings:
                     {"status": status, "active_run_id": None, "updated_at": now},
                     expect={"active_run_id": ended.run_id},
                 )  # fmt: skip
+                await self.bus.publish(
+                    ended.session_id, f"run.{status}", event_data(ended), ended.run_id
+                )
+                await self._after_end(ended)
                 return ended
         return None
 
+    async def _after_end(self, ended: Run) -> None:
+        """React to a run's final status, its event published (the run-control features' hook)."""
+        await self._queue_after_end(ended)  # double texting: start the next queued message
+
     async def cancel(self, run: Run, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as cancelled (unfinished stages too) and publish run.cancelled."""
-        ended = await self._end(run, "cancelled", {"cancel_requested": True}, expect or {})
-        if ended is not None:
-            await self.bus.publish(ended.session_id, "run.cancelled", {}, ended.run_id)
-        return ended
+        return await self._end(
+            run, "cancelled", {"cancel_requested": True}, expect or {}, lambda _: {}
+        )
 
     async def fail(self, run: Run, error: str, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as failed and publish run.failed with the error."""
-        ended = await self._end(run, "failed", {"error": error}, expect or {})
-        if ended is not None:
-            await self.bus.publish(ended.session_id, "run.failed", {"error": error}, ended.run_id)
-        return ended
+        return await self._end(
+            run, "failed", {"error": error}, expect or {}, lambda _: {"error": error}
+        )
 
     async def complete(self, run: Run, answer: Message) -> Run | None:
         """Write the answer once, end the run as completed and publish run.completed."""
         await self.store.insert_message(answer)
-        ended = await self._end(run, "completed", {}, {"generation": run.generation})
-        if ended is not None:
-            await self.bus.publish(
-                ended.session_id, "run.completed",
-                {"message": answer.model_dump(mode="json"),
-                 "usage": ended.usage.model_dump(mode="json")},
-                ended.run_id,
-            )  # fmt: skip
-        return ended
+        return await self._end(
+            run, "completed", {}, {"generation": run.generation},
+            lambda ended: {"message": answer.model_dump(mode="json"),
+                           "usage": ended.usage.model_dump(mode="json")},
+        )  # fmt: skip

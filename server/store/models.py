@@ -42,6 +42,13 @@ Timestamp = Annotated[
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 StageStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 SessionStatus = Literal["idle", "queued", "running", "completed", "failed", "cancelled"]
+# What a message sent while the session's run is active does (docs/http-api.md, "Double
+# texting"): refuse it (409), queue it after the run, cancel the run and start it, or add
+# it to the run's context at its next stage boundary.
+DoubleTexting = Literal["reject", "enqueue", "interrupt", "amend"]
+# A user message is "sent" (part of the history), "queued" (waiting for the active run to
+# end; not in the history yet) or "cancelled" (taken off the queue before it started).
+MessageStatus = Literal["sent", "queued", "cancelled"]
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 FINAL_RUN_STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "cancelled")
 
@@ -73,6 +80,8 @@ class ChatSession(Doc):
     pipeline: str = "default"
     status: SessionStatus = "idle"
     active_run_id: str | None = None
+    # The double-texting policy of this session; None: the server's DOUBLE_TEXTING.
+    double_texting: DoubleTexting | None = None
     started_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
 
@@ -85,6 +94,12 @@ class Message(Doc):
     content: str
     content_html: str | None = None
     run_id: str | None = None
+    status: MessageStatus = "sent"
+    # The policy that held the message back (queued, or amended into a run); None: it was
+    # sent to an idle session and started its run at once.
+    double_texting: DoubleTexting | None = None
+    # When queued: the time it was queued; set again to the time it starts, so the history
+    # stays in the order the model saw it.
     created_at: Timestamp = Field(default_factory=utcnow)
 
 
@@ -113,6 +128,9 @@ class StageState(BaseModel):
     error: str | None = None
     # The text a stage had streamed when it was cancelled or failed (kept, marked stopped).
     partial: str | None = None
+    # The amendment message ids (Run.amendments) this stage's prompt included (written when
+    # it completes): an amendment no completed stage saw is queued when the run ends.
+    amendments: list[str] = Field(default_factory=list)
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
 
@@ -135,6 +153,9 @@ class Run(Doc):
     # Takeovers since the user last started or retried the run (not counting user retries).
     recoveries: int = 0
     assistant_message_id: str | None = None
+    # Messages sent while the run was active with the "amend" policy, in order: each stage
+    # that starts after one was added has it in its prompt.
+    amendments: list[str] = Field(default_factory=list)
     created_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
     finished_at: Timestamp | None = None
