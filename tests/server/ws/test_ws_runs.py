@@ -192,3 +192,37 @@ async def test_real_manager_send_and_cancel(ws_tools: Ws) -> None:
     seqs = [e["seq"] for e in events + more + rest]
     assert seqs == list(range(1, len(seqs) + 1))
     await ws.close()
+
+
+async def test_real_manager_queues_a_send_and_cancels_it(ws_tools: Ws) -> None:
+    """Double texting over the socket: the same policies and answers as REST."""
+    user = await ws_tools.user()
+    resp = await ws_tools.client.post("/api/v1/sessions", json={}, headers=user.auth)
+    session_id = (await resp.json())["session_id"]
+    ws = await ws_tools.connect(user)
+    await ws_tools.call(ws, {"id": 1, "type": "subscribe", "session_id": session_id})
+    await ws.send_json({"id": 2, "type": "send", "session_id": session_id, "content": "one"})
+    started, _ = await _until_result(ws, 2)
+    assert started["data"]["outcome"] == "started"
+    await ws.send_json({"id": 3, "type": "send", "session_id": session_id, "content": "two"})
+    queued, events = await _until_result(ws, 3)
+    assert queued["data"]["outcome"] == "queued" and queued["data"]["run"] is None
+    message_id = queued["data"]["message"]["message_id"]
+    cancel = {"type": "cancel_queued", "session_id": session_id, "message_id": message_id}
+    await ws.send_json({"id": 4, **cancel})
+    cancelled, later = await _until_result(ws, 4)
+    assert cancelled["data"]["message"]["status"] == "cancelled"
+    await ws.send_json({"id": 5, **cancel})
+    again, more = await _until_result(ws, 5)
+    assert again["error"]["code"] == "message_not_queued"
+    bad = {"id": 6, "type": "send", "session_id": session_id, "content": "x",
+           "double_texting": "later"}  # fmt: skip
+    await ws.send_json(bad)
+    refused, rest = await _until_result(ws, 6)
+    assert refused["error"]["code"] == "invalid_message"
+    assert refused["error"]["message"].startswith("double_texting:")
+    names = [e["name"] for e in events + later + more + rest]
+    assert names.count("message.queued") == 1 and names.count("message.cancelled") == 1
+    await ws.send_json({"id": 7, "type": "cancel", "run_id": started["data"]["run"]["run_id"]})
+    await _until_result(ws, 7)
+    await ws.close()
