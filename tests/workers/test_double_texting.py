@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from server import keys
+from server.app import create_app
+from server.config import ConfigError, Settings
 from server.runs.service import RunService
 from server.store.models import Message, Run, utcnow
 from tests.helpers import TestUser, error_of, make_user
@@ -415,3 +417,18 @@ async def test_policy_of_the_server_the_session_and_the_send(
                  headers=user.auth),
     ):  # fmt: skip
         assert await error_of(await bad) == (422, "invalid_request")
+
+
+async def test_the_server_default_is_a_setting(aiohttp_client: Any, run_settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="DOUBLE_TEXTING"):
+        Settings.from_env({"DOUBLE_TEXTING": "later"})
+    assert Settings.from_env({}).double_texting == "enqueue"
+    assert Settings.from_env({"DOUBLE_TEXTING": "reject"}).double_texting == "reject"
+    client = await aiohttp_client(create_app(run_settings.replace(double_texting="reject")))
+    user = await make_user(client)
+    sid = await _session(client, user)
+    await _send(client, user, sid, "first")
+    resp = await client.post(f"{SESSIONS}/{sid}/messages", json={"content": "x"},
+                             headers=user.auth)  # fmt: skip
+    assert await error_of(resp) == (409, "session_busy")
+    assert (await _send(client, user, sid, "override", "enqueue"))["outcome"] == "queued"
