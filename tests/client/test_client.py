@@ -118,3 +118,22 @@ async def test_events_of_a_session_not_ours_is_a_chorus_error(logged_in: Pair) -
     with pytest.raises(ChorusError) as missing:
         await anext(client.events("no-such-session"))
     assert (missing.value.status, missing.value.code) == (404, "not_found")
+
+
+async def test_send_while_busy_queues_and_run_refuses(
+    aiohttp_client: ClientFactory, run_settings: Settings
+) -> None:
+    """No worker: the first run stays queued, so the session stays busy."""
+    app = await aiohttp_client(create_app(run_settings))
+    user = await make_user(app)
+    async with ChorusClient(str(app.make_url(""))) as client:
+        await client.login(user.email, user.password)
+        sid = (await client.create_session())["session_id"]
+        assert (await client.send(sid, "first"))["outcome"] == "started"
+        queued = await client.send(sid, "second")
+        assert queued["outcome"] == "queued" and queued["run"] is None
+        cancelled = await client.cancel_queued(sid, queued["message"]["message_id"])
+        assert cancelled["status"] == "cancelled"
+        with pytest.raises(ChorusError) as busy:
+            await anext(client.run(sid, "third"))
+        assert (busy.value.status, busy.value.code) == (409, "session_busy")
