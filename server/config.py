@@ -50,6 +50,15 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
 
 
+def _double_texting(env: Mapping[str, str]) -> Any:
+    value = env.get("DOUBLE_TEXTING", "") or Settings.double_texting
+    if value not in ("reject", "enqueue", "interrupt", "amend"):
+        raise ConfigError(
+            f"DOUBLE_TEXTING must be reject, enqueue, interrupt or amend, got {value!r}"
+        )
+    return value
+
+
 def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
     """Read the abuse-limit, proxy, metrics and timeout settings."""
     d = Settings
@@ -133,6 +142,9 @@ class Settings:
     event_history: int = 5000
     event_history_ttl_s: int = 6 * 3600
     worker_max_jobs: int = 600
+    # What a message sent while its session's run is active does, unless the session or the
+    # send says otherwise: "reject" (409), "enqueue", "interrupt" or "amend".
+    double_texting: Literal["reject", "enqueue", "interrupt", "amend"] = "enqueue"
     worker_poll_s: float = 0.005
     demo_token_delay_ms: float = 5.0
     demo_model_url: str | None = None
@@ -235,6 +247,7 @@ class Settings:
             event_history=_int(env, "EVENT_HISTORY", cls.event_history, 10),
             event_history_ttl_s=_int(env, "EVENT_HISTORY_TTL_S", cls.event_history_ttl_s, 60),
             worker_max_jobs=_int(env, "WORKER_MAX_JOBS", cls.worker_max_jobs, 1),
+            double_texting=_double_texting(env),
             worker_poll_s=_float(env, "WORKER_POLL_S", cls.worker_poll_s),
             demo_token_delay_ms=_float(env, "DEMO_TOKEN_DELAY_MS", cls.demo_token_delay_ms),
             demo_model_url=env.get("DEMO_MODEL_URL") or None,

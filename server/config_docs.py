@@ -113,6 +113,10 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
             "per token"),
         Var("STAGE_TIMEOUT_S", "stage_timeout_s", "a stage's overall deadline"),
         Var("ATTEMPT_TIMEOUT_S", "attempt_timeout_s", "one model attempt's timeout"),
+        Var("DOUBLE_TEXTING", "double_texting", "what a message sent while its session's run "
+            "is active does, unless the session or the send says: `reject` (409 "
+            "`session_busy`, the behaviour before this setting), `enqueue`, `interrupt` or "
+            "`amend` (docs/http-api.md#double-texting)", sample="reject"),
         Var("LLM_ATTEMPTS_PER_MODEL", "llm_attempts_per_model", "attempts on one model "
             "before falling back to the next"),
         Var("LLM_BACKOFF_BASE_S", "llm_backoff_base_s", "first retry backoff (exponential, "

@@ -85,6 +85,12 @@ class NotAwaitingApproval(Conflict):
     code = "not_awaiting_approval"
 
 
+class MessageNotQueued(Conflict):
+    """Cancelling a queued message that has started (or was cancelled) already."""
+
+    code = "message_not_queued"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

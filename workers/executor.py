@@ -123,16 +123,20 @@ class StageExecutor:
         return should_stop
 
     async def _prompt(self, run: Run, index: int) -> list[dict[str, str]]:
-        """The agent's messages: history before this run, the message, earlier outputs."""
+        """The agent's messages: history before this run, the message (with the run's
+        amendments so far, each as a follow-up paragraph), earlier outputs."""
         d = self.deps
         history = await d.store.list_messages(run.user_id, run.session_id, limit=50)
         current = next((m for m in history if m.message_id == run.input_message_id), None)
         earlier = [m for m in history if m.created_at < current.created_at] if current else history
+        amendments = [
+            m.content for m in history if m.message_id in run.amendments and m.run_id == run.run_id
+        ]
         outputs = {s.name: s.output or "" for s in run.stages[:index]}
         return d.registry.build_messages(
             d.registry.agent(run.stages[index].agent),
             history=[(m.role, m.content) for m in earlier if m.run_id != run.run_id],
-            message=current.content if current else "",
+            message="\n\n".join([current.content if current else "", *amendments]),
             outputs=outputs,
             stage=run.stages[index].name,
         )

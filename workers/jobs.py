@@ -44,7 +44,8 @@ async def run_stage(ctx: dict[str, Any], run_id: str, stage_index: int, generati
 
 async def reap_stale_runs(ctx: dict[str, Any]) -> int:
     """Take over runs with neither a live lease nor a waiting job; end runs awaiting approval
-    past APPROVAL_TIMEOUT_S; free stale session claims."""
+    past APPROVAL_TIMEOUT_S; free stale session claims; start messages left queued on idle
+    sessions."""
     d = deps(ctx)
     min_age = d.settings.reaper_min_age_s
     taken = await d.runs.reap(min_age)
@@ -52,4 +53,4 @@ async def reap_stale_runs(ctx: dict[str, Any]) -> int:
     freed = await d.runs.repair_sessions(min_age)
     if taken or freed:
         log.warning("reaper took over %d stale run(s) and freed %d session(s)", taken, freed)
-    return taken + expired + freed
+    return taken + expired + freed + await d.runs.start_stranded(min_age)

@@ -27,7 +27,8 @@ async def _turn(client: ChorusClient, session_id: str, content: str, stepper: St
     stream = client.events(session_id)
     try:
         await anext(stream)  # subscribed before sending: no event is missed
-        run_id = (await client.send(session_id, content))["run"]["run_id"]
+        # "reject": a busy session is an error (409) here, not a message left queued.
+        run_id = (await client.send(session_id, content, "reject"))["run"]["run_id"]
         print(f"run {run_id} queued", file=sys.stderr, flush=True)
         try:
             async for item in stream:

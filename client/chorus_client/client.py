@@ -138,10 +138,24 @@ class ChorusClient:
         """A session with its recent messages and active run."""
         return dict(await self.request("GET", f"/api/v1/sessions/{session_id}"))
 
-    async def send(self, session_id: str, content: str) -> dict[str, Any]:
-        """Post a message; answers ``{message, run}`` (the run is queued)."""
+    async def send(
+        self, session_id: str, content: str, double_texting: str | None = None
+    ) -> dict[str, Any]:
+        """Post a message; answers ``{message, outcome, run}``.
+
+        While the session's run is active, ``double_texting`` (``reject``, ``enqueue``,
+        ``interrupt``, ``amend``; None: the session's policy) decides: ``outcome`` is
+        ``started`` (``run`` is the new run), ``queued`` (``run`` is None) or ``amended``.
+        """
         body = {"content": content}
+        if double_texting is not None:
+            body["double_texting"] = double_texting
         return dict(await self.request("POST", f"/api/v1/sessions/{session_id}/messages", body))
+
+    async def cancel_queued(self, session_id: str, message_id: str) -> dict[str, Any]:
+        """Take a queued message off the session's queue (409 once it has started)."""
+        path = f"/api/v1/sessions/{session_id}/messages/{message_id}"
+        return dict((await self.request("DELETE", path))["message"])
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """A run with every stage's status, output and usage."""
@@ -230,7 +244,8 @@ class ChorusClient:
         try:
             first = await anext(stream)  # subscribed before sending: nothing is missed
             assert isinstance(first, Subscribed)
-            run_id = (await self.send(session_id, content))["run"]["run_id"]
+            # "reject": a busy session is an error (409) here, not a message left queued.
+            run_id = (await self.send(session_id, content, "reject"))["run"]["run_id"]
             async for item in stream:
                 if isinstance(item, Event) and item.run_id == run_id:
                     yield item

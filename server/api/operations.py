@@ -92,12 +92,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="The status filter is part of the query: pages are full, `total` exact.",
     ),
     ("GET", f"{V1}/sessions/{{session_id}}"): Operation(
-        "A session with its recent messages and its active run", "sessions", 200,
+        "A session with its recent messages, its active run and its queued messages",
+        "sessions", 200,
         r.SessionDetail, errors=(*AUTH_ERRORS, 404),
     ),
     ("PATCH", f"{V1}/sessions/{{session_id}}"): Operation(
-        "Rename a session", "sessions", 200, ChatSession, body=RenameSessionBody,
-        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404),
+        "Rename a session or set its double-texting policy", "sessions", 200, ChatSession,
+        body=RenameSessionBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404),
+        description="Only the fields sent change; `double_texting: null` returns the session "
+        "to the server's `DOUBLE_TEXTING`.",
     ),
     ("DELETE", f"{V1}/sessions/{{session_id}}"): Operation(
         "Delete a session with its messages and runs", "sessions", 204, None,
@@ -113,9 +116,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "skipped).",
     ),
     ("POST", f"{V1}/sessions/{{session_id}}/messages"): Operation(
-        "Store the user's message and start a run", "runs", 202, r.PostedMessage,
-        body=PostMessageBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
-        description="409 `session_busy` while a run is active; 429 past the LLM limits.",
+        "Store the user's message and start a run (or queue it, interrupt, amend)", "runs",
+        202, r.PostedMessage, body=PostMessageBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="While a run is active, the double-texting policy (the body's, else the "
+        "session's, else `DOUBLE_TEXTING`) decides: `reject` answers 409 `session_busy`; "
+        "`enqueue` and `interrupt` answer `outcome: queued` (`interrupt` cancels the active "
+        "run); `amend` answers `outcome: amended` with the active run. 429 past the LLM "
+        "limits.",
+    ),
+    ("DELETE", f"{V1}/sessions/{{session_id}}/messages/{{message_id}}"): Operation(
+        "Cancel a queued message", "runs", 200, r.MessageEnvelope,
+        errors=(*AUTH_ERRORS, 404, 409),
+        description="409 `message_not_queued` once it has started (or was cancelled).",
     ),
     ("GET", f"{V1}/runs/{{run_id}}"): Operation(
         "A run with every stage's status, output (checkpoint), model, attempts, usage",

@@ -44,10 +44,12 @@ class SessionPage(BaseModel):
 
 
 class SessionDetail(ChatSession):
-    """A session with its recent messages (oldest first) and its active run."""
+    """A session with its recent messages (oldest first), its active run and its queue."""
 
     messages: list[Message]
     active_run: Run | None
+    # Messages waiting for the active run to end, in the order they will start.
+    queued: list[Message]
 
 
 class MessagePage(BaseModel):
@@ -60,8 +62,17 @@ class MessagePage(BaseModel):
 
 
 class PostedMessage(BaseModel):
+    """A sent message and what became of it (double texting, docs/http-api.md)."""
+
     message: Message
-    run: Run
+    # "started": ``run`` is the run started on it; "queued": it waits (``run`` is null);
+    # "amended": it was added to the active run, ``run``.
+    outcome: Literal["started", "queued", "amended"]
+    run: Run | None
+
+
+class MessageEnvelope(BaseModel):
+    message: Message
 
 
 class RunEnvelope(BaseModel):

@@ -17,7 +17,7 @@ EVENT_NAMES = frozenset(
         "message.created", "run.queued", "run.started", "stage.started", "stage.delta",
         "stage.reset", "stage.retrying", "stage.completed", "run.completed", "run.failed",
         "run.cancelled", "run.awaiting_approval", "run.approved", "run.rejected",
-        "run.approval_expired",
+        "run.approval_expired", "message.queued", "message.cancelled", "run.amended",
     }
 )  # fmt: skip
 

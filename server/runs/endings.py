@@ -8,10 +8,12 @@ run's generation, so it publishes nothing either.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
 from server.runs.queue import enqueue_stage
+from server.runs.starts import RunStarts
 from server.store.models import (
     ACTIVE_RUN_STATUSES,
     AWAITING_APPROVAL,
@@ -43,7 +45,7 @@ def pending_gate(run: Run) -> int | None:
     )  # fmt: skip
 
 
-class RunEndings:
+class RunEndings(RunStarts):
     """Start, complete and fail stages; advance a run, pausing it at an approval gate; end it
     completed, failed or cancelled."""
 
@@ -112,7 +114,7 @@ class RunEndings:
             {f"stages.{index}.status": "completed", f"stages.{index}.output": output,
              f"stages.{index}.model": model, f"stages.{index}.usage": usage,
              f"stages.{index}.finished_at": now, "usage": run.usage.plus(usage),
-             "updated_at": now},
+             f"stages.{index}.amendments": run.amendments, "updated_at": now},
             expect={"status": "running", "generation": run.generation,
                     f"stages.{index}.status": "running"},
         )  # fmt: skip
@@ -207,20 +209,13 @@ class RunEndings:
         index = run.awaiting_stage
         if run.status != AWAITING_APPROVAL or index is None:
             return None
-        ended = await self._end(
+        stage = run.stages[index]
+        return await self._end(
             run, "cancelled", {"cancel_requested": True, "error": error},
             {"awaiting_stage": index, "generation": run.generation},
+            lambda _: {"error": error},
+            preface=(event, {"stage": stage.name, "index": index, **data}),
         )  # fmt: skip
-        if ended is not None:
-            stage = run.stages[index]
-            await self.bus.publish(
-                ended.session_id, event, {"stage": stage.name, "index": index, **data},
-                ended.run_id,
-            )  # fmt: skip
-            await self.bus.publish(
-                ended.session_id, "run.cancelled", {"error": error}, ended.run_id
-            )
-        return ended
 
     async def _partial_of(self, run: Run, index: int) -> str | None:
         """The text the stage had streamed (kept when it is cancelled or fails)."""
@@ -230,8 +225,20 @@ class RunEndings:
         return partial.text
 
     async def _end(
-        self, run: Run, status: RunStatus, fields: dict[str, Any], expect: dict[str, Any]
+        self,
+        run: Run,
+        status: RunStatus,
+        fields: dict[str, Any],
+        expect: dict[str, Any],
+        event_data: Callable[[Run], dict[str, Any]],
+        *,
+        preface: tuple[str, dict[str, Any]] | None = None,
     ) -> Run | None:
+        """End the run (one winner), free its session, publish run.<status>, then react.
+
+        ``preface`` is an event the winner publishes just before run.<status> (e.g.
+        run.rejected before run.cancelled).
+        """
         now = utcnow()
         for i, stage in enumerate(run.stages):
             if status == "cancelled" and stage.status in ("pending", "running"):
@@ -258,32 +265,36 @@ class RunEndings:
                     {"status": status, "active_run_id": None, "updated_at": now},
                     expect={"active_run_id": ended.run_id},
                 )  # fmt: skip
+                if preface is not None:
+                    await self.bus.publish(ended.session_id, *preface, ended.run_id)
+                await self.bus.publish(
+                    ended.session_id, f"run.{status}", event_data(ended), ended.run_id
+                )
+                await self._after_end(ended)
                 return ended
         return None
 
+    async def _after_end(self, ended: Run) -> None:
+        """React to a run's final status, its event published (the run-control features' hook)."""
+        await self._queue_after_end(ended)  # double texting: start the next queued message
+
     async def cancel(self, run: Run, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as cancelled (unfinished stages too) and publish run.cancelled."""
-        ended = await self._end(run, "cancelled", {"cancel_requested": True}, expect or {})
-        if ended is not None:
-            await self.bus.publish(ended.session_id, "run.cancelled", {}, ended.run_id)
-        return ended
+        return await self._end(
+            run, "cancelled", {"cancel_requested": True}, expect or {}, lambda _: {}
+        )
 
     async def fail(self, run: Run, error: str, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as failed and publish run.failed with the error."""
-        ended = await self._end(run, "failed", {"error": error}, expect or {})
-        if ended is not None:
-            await self.bus.publish(ended.session_id, "run.failed", {"error": error}, ended.run_id)
-        return ended
+        return await self._end(
+            run, "failed", {"error": error}, expect or {}, lambda _: {"error": error}
+        )
 
     async def complete(self, run: Run, answer: Message) -> Run | None:
         """Write the answer once, end the run as completed and publish run.completed."""
         await self.store.insert_message(answer)
-        ended = await self._end(run, "completed", {}, {"generation": run.generation})
-        if ended is not None:
-            await self.bus.publish(
-                ended.session_id, "run.completed",
-                {"message": answer.model_dump(mode="json"),
-                 "usage": ended.usage.model_dump(mode="json")},
-                ended.run_id,
-            )  # fmt: skip
-        return ended
+        return await self._end(
+            run, "completed", {}, {"generation": run.generation},
+            lambda ended: {"message": answer.model_dump(mode="json"),
+                           "usage": ended.usage.model_dump(mode="json")},
+        )  # fmt: skip

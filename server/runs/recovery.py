@@ -9,6 +9,7 @@
 - A session whose active-run claim names a run that ended or is gone is freed.
 - A run awaiting approval holds no worker: it is never taken over nor reaped as stale.
   The reaper ends one that has waited longer than ``APPROVAL_TIMEOUT_S`` instead.
+- A queued message of an idle session (its run's end failed to start it) is started.
 """
 
 from __future__ import annotations
@@ -168,3 +169,15 @@ class RunRecovery(RunEndings):
             if run is None or run.status in FINAL_RUN_STATUSES:
                 freed += int(await self.free_stale_claim(session))
         return freed
+
+    async def start_stranded(self, min_age_s: float, limit: int = 200) -> int:
+        """Start the queue of idle sessions holding messages queued for ``min_age_s``."""
+        queued = await self.store.list_queued_messages(
+            created_before=utcnow() - timedelta(seconds=min_age_s), limit=limit
+        )
+        started = 0
+        for user_id, session_id in dict.fromkeys((m.user_id, m.session_id) for m in queued):
+            started += await self.start_next_queued(user_id, session_id) is not None
+        if started:
+            log.warning("started %d stranded queued message(s)", started)
+        return started

@@ -14,35 +14,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from arq.connections import ArqRedis
 
 from server.config import Settings
-from server.errors import InvalidRequest, NotAwaitingApproval, NotFound, SessionBusy
+from server.errors import (
+    InvalidRequest,
+    MessageNotQueued,
+    NotAwaitingApproval,
+    NotFound,
+    SessionBusy,
+)
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
 from server.ratelimit import RateLimiter, Rule
 from server.redis_keys import RedisKeys
 from server.runs.endings import pending_gate
 from server.runs.leases import LeaseBook
-from server.runs.queue import enqueue_stage
 from server.runs.recovery import RunRecovery
 from server.store.base import Store
 from server.store.models import (
     AWAITING_APPROVAL,
     FINAL_RUN_STATUSES,
     ChatSession,
+    DoubleTexting,
     Message,
     Run,
     StageState,
     User,
-    new_id,
     utcnow,
 )
 
 log = logging.getLogger("chorus.runs")
 _CANCEL_FLAG_TTL_S = 24 * 3600
+# Attempts to append an amendment while other amendments race for the same run.
+_AMEND_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,22 @@ class RunDeps:
     limiter: RateLimiter | None = None
     # Told the reason of each takeover (the worker counts them in its metrics).
     on_takeover: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a sent message became: a run started on it, queued, or amended into a run."""
+
+    message: Message
+    run: Run | None  # the run started or amended; None while the message is queued
+    outcome: Literal["started", "queued", "amended"]
+
+    def body(self) -> dict[str, Any]:
+        """The answer of REST and WebSocket sends."""
+        return {
+            "message": self.message.model_dump(mode="json"), "outcome": self.outcome,
+            "run": None if self.run is None else self.run.model_dump(mode="json"),
+        }  # fmt: skip
 
 
 class RunService(RunRecovery):
@@ -87,60 +110,140 @@ class RunService(RunRecovery):
 
     async def _claim(self, session: ChatSession, run_id: str) -> None:
         """Make ``run_id`` the session's active run (a claim on an ended run is freed first)."""
-        if not await self.free_stale_claim(session):
-            raise SessionBusy("this session already has an active run")
-        claimed = await self.store.update_session(
-            session.user_id, session.session_id,
-            {"active_run_id": run_id, "status": "queued", "updated_at": utcnow()},
-            expect={"active_run_id": None},
-        )  # fmt: skip
-        if claimed is None:
+        if not await self.free_stale_claim(session) or not await self._claim_idle(session, run_id):
             raise SessionBusy("this session already has an active run")
 
-    async def post_message(self, user: User, session_id: str, content: str) -> tuple[Message, Run]:
-        """Store the user's message and start a run of the session's pipeline."""
+    def policy(self, session: ChatSession, override: DoubleTexting | None) -> DoubleTexting:
+        """The double-texting policy of a send: its own, else the session's, else the server's."""
+        return override or session.double_texting or self.d.settings.double_texting
+
+    async def post_message(
+        self, user: User, session_id: str, content: str, double_texting: DoubleTexting | None = None
+    ) -> Posted:
+        """Store the user's message and start a run; if the session is busy, apply the policy.
+
+        ``reject``: SessionBusy (409). ``enqueue``: the message waits in the session's queue.
+        ``interrupt``: the active run is cancelled and the message starts next. ``amend``:
+        the message joins the active run's context at its next stage boundary.
+        """
         if not content.strip():
             raise InvalidRequest("content: must not be blank")
         session = await self.store.get_session(user.user_id, session_id)
         if session is None:
             raise NotFound("session not found")
-        if session.active_run_id is not None and not await self.free_stale_claim(session):
-            raise SessionBusy("this session already has an active run")
-        session = session.model_copy(update={"active_run_id": None})
+        policy = self.policy(session, double_texting)
         await self._limit_llm_work(user)
-        pipeline = self.registry.pipeline(session.pipeline)
         message = Message(session_id=session_id, user_id=user.user_id, role="user", content=content)
-        run = Run(
-            session_id=session_id, user_id=user.user_id, pipeline=pipeline.name,
-            input_message_id=message.message_id, assistant_message_id=new_id(),
-            stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
-                    for s in pipeline.stages],
-        )  # fmt: skip
-        message.run_id = run.run_id
-        await self._claim(session, run.run_id)
-        try:
-            await self.store.insert_message(message)
-            await self.store.insert_run(run)
-        except Exception:
-            await self._unclaim(run, session.status)
-            raise
-        await self.bus.publish(
-            session_id, "message.created", {"message": message.model_dump(mode="json")}, run.run_id
-        )
-        await self._queue(run, 0)
-        return message, run
+        idle = session.active_run_id is None or await self.free_stale_claim(session)
+        if idle and (policy == "reject" or not await self._has_queue(session)):
+            try:
+                return Posted(*await self._start_run(session.model_copy(
+                    update={"active_run_id": None}), message), "started")  # fmt: skip
+            except SessionBusy:
+                if policy == "reject":
+                    raise
+        if policy == "reject":
+            raise SessionBusy("this session already has an active run")
+        if policy == "amend":
+            return await self._amend(session, message)
+        return await self._enqueue(session, message, policy)
 
-    async def _unclaim(self, run: Run, status: str) -> None:
-        await self.store.update_session(
-            run.user_id, run.session_id, {"active_run_id": None, "status": status},
-            expect={"active_run_id": run.run_id},
-        )  # fmt: skip
-
-    async def _queue(self, run: Run, stage_index: int) -> None:
-        await self.bus.publish(
-            run.session_id, "run.queued", {"run": run.model_dump(mode="json")}, run.run_id
+    async def _has_queue(self, session: ChatSession) -> bool:
+        queued = await self.store.list_queued_messages(
+            user_id=session.user_id, session_id=session.session_id, limit=1
         )
-        await enqueue_stage(self.redis, self.keys, run.run_id, stage_index, run.generation)
+        return bool(queued)
+
+    async def _enqueue(
+        self, session: ChatSession, message: Message, policy: DoubleTexting
+    ) -> Posted:
+        """Store the message as queued, then see to it (``_queued``)."""
+        queued = message.model_copy(update={"status": "queued", "double_texting": policy})
+        await self._announce_queued(queued)
+        await self.store.insert_message(queued)
+        return await self._queued(session, queued)
+
+    async def _queued(self, session: ChatSession, queued: Message) -> Posted:
+        """Cancel the active run if the queued message interrupts it, then start the queue.
+
+        Starting the queue here closes the race with a run that ended between the caller's
+        look at the session and the message's write: that run's end found nothing queued.
+        """
+        if queued.double_texting == "interrupt":
+            await self._interrupt(session)
+        started = await self.start_next_queued(session.user_id, session.session_id)
+        if started is not None and started[0].message_id == queued.message_id:
+            return Posted(*started, "started")
+        # The run's end may have started it meanwhile (an update setting nothing reads it).
+        now = await self.store.update_message(queued.user_id, queued.message_id, {})
+        run = None if now is None or now.run_id is None else await self.store.get_run(now.run_id)
+        if now is not None and run is not None and now.status == "sent":
+            return Posted(now, run, "started")
+        return Posted(now or queued, None, "queued")
+
+    async def _interrupt(self, session: ChatSession) -> None:
+        """Cancel the session's active run: its end starts the interrupting message."""
+        current = await self.store.get_session(session.user_id, session.session_id)
+        if current is None or current.active_run_id is None:
+            return
+        run = await self.store.get_run(current.active_run_id, session.user_id)
+        if run is not None:
+            await self.request_cancel(run)
+
+    async def _amend(self, session: ChatSession, message: Message) -> Posted:
+        """Add the message to the active run's context, or queue it if the run has ended.
+
+        The message is stored first (sent, linked to the run, whose own prompt leaves it
+        out of the history), then appended to ``Run.amendments`` by a write conditional on
+        the run being active and its amendments unchanged. If the run ended first, the
+        message moves to the queue instead.
+        """
+        current = await self.store.get_session(session.user_id, session.session_id)
+        run_id = current.active_run_id if current is not None else None
+        run = None if run_id is None else await self.store.get_run(run_id, session.user_id)
+        if run is None:
+            return await self._enqueue(session, message, "amend")
+        amending = message.model_copy(update={"run_id": run.run_id, "double_texting": "amend"})
+        await self.store.insert_message(amending)
+        for _ in range(_AMEND_TRIES):
+            if run is None or run.status in FINAL_RUN_STATUSES:
+                break
+            amended = await self.store.update_run(
+                run.run_id, {"amendments": [*run.amendments, amending.message_id]},
+                expect={"status": run.status, "amendments": run.amendments},
+            )  # fmt: skip
+            if amended is not None:
+                await self.bus.publish(
+                    session.session_id, "run.amended",
+                    {"message": amending.model_dump(mode="json")}, amended.run_id,
+                )  # fmt: skip
+                return Posted(amending, amended, "amended")
+            run = await self.store.get_run(run.run_id)
+        queued = amending.model_copy(update={"status": "queued", "run_id": None})
+        await self._announce_queued(queued)
+        await self.store.update_message(
+            amending.user_id, amending.message_id, {"status": "queued", "run_id": None},
+            expect={"status": "sent", "run_id": amending.run_id},
+        )  # fmt: skip
+        return await self._queued(session, queued)
+
+    async def cancel_queued(self, user: User, session_id: str, message_id: str) -> Message:
+        """Take a queued message off its session's queue (409 once it has started)."""
+        cancelled = await self.store.update_message(
+            user.user_id, message_id, {"status": "cancelled"},
+            expect={"session_id": session_id, "status": "queued"},
+        )  # fmt: skip
+        if cancelled is None:
+            found = await self.store.update_message(
+                user.user_id, message_id, {}, expect={"session_id": session_id}
+            )
+            if found is None:
+                raise NotFound("message not found")
+            raise MessageNotQueued(f"the message is {found.status}, not queued")
+        await self.bus.publish(
+            session_id, "message.cancelled", {"message": cancelled.model_dump(mode="json")}
+        )
+        return cancelled
 
     async def cancel_run(self, user: User, run_id: str) -> Run:
         """Cancel a run: at once unless a stage is streaming, else within the stage's poll."""

@@ -49,7 +49,10 @@ async def create_session(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     body = await parse_body(request, CreateSessionBody)
     check_pipeline(request.app, body.pipeline)
-    session = ChatSession(user_id=identity.user.user_id, title=body.title, pipeline=body.pipeline)
+    session = ChatSession(
+        user_id=identity.user.user_id, title=body.title, pipeline=body.pipeline,
+        double_texting=body.double_texting,
+    )  # fmt: skip
     await request.app[keys.STORE].create_session(session)
     return web.json_response(_dump(session), status=201)
 
@@ -71,7 +74,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
-    """Return a session with its recent messages and its active run."""
+    """Return a session with its recent messages, its active run and its queued messages."""
     identity = await authenticate(request)
     session = await _own_session(request, identity.user.user_id)
     store = request.app[keys.STORE]
@@ -84,19 +87,28 @@ async def get_session(request: web.Request) -> web.Response:
         if run is not None:
             active_run = await request.app[keys.RUN_SERVICE].with_partial(run)
     body = _dump(session)
+    queued = await store.list_queued_messages(
+        user_id=identity.user.user_id, session_id=session.session_id
+    )
     body["messages"] = [m.model_dump(mode="json") for m in messages]
     body["active_run"] = active_run
+    body["queued"] = [m.model_dump(mode="json") for m in queued]
     return web.json_response(body)
 
 
 @routes.patch("/api/v1/sessions/{session_id}")
 async def rename_session(request: web.Request) -> web.Response:
-    """Rename a session."""
+    """Rename a session or set its double-texting policy (the fields sent)."""
     identity = await authenticate(request)
     body = await parse_body(request, RenameSessionBody)
     session_id = request.match_info["session_id"]
+    if not body.model_fields_set:
+        raise InvalidRequest("body: set title, double_texting or both")
+    if "title" in body.model_fields_set and body.title is None:
+        raise InvalidRequest("title: must be a string")
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
     updated = await request.app[keys.STORE].update_session(
-        identity.user.user_id, session_id, {"title": body.title, "updated_at": utcnow()}
+        identity.user.user_id, session_id, {**changes, "updated_at": utcnow()}
     )
     if updated is None:
         raise NotFound("session not found")
@@ -115,18 +127,28 @@ async def delete_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/messages")
 async def post_message(request: web.Request) -> web.Response:
-    """Store the user's message and start a run (202), or 409 session_busy."""
+    """Store the user's message and start a run (202); if busy, follow the double-texting
+    policy: queue it (202, no run), interrupt, amend the active run, or 409 session_busy."""
     identity = await authenticate(request)
     body = await parse_body(request, PostMessageBody)
     session_id = request.match_info["session_id"]
     session_id_var.set(session_id)
-    message, run = await request.app[keys.RUN_SERVICE].post_message(
-        identity.user, session_id, body.content
+    posted = await request.app[keys.RUN_SERVICE].post_message(
+        identity.user, session_id, body.content, body.double_texting
     )
-    return web.json_response(
-        {"message": message.model_dump(mode="json"), "run": run.model_dump(mode="json")},
-        status=202,
+    return web.json_response(posted.body(), status=202)
+
+
+@routes.delete("/api/v1/sessions/{session_id}/messages/{message_id}")
+async def cancel_queued_message(request: web.Request) -> web.Response:
+    """Take a queued message off the session's queue (409 message_not_queued once started)."""
+    identity = await authenticate(request)
+    session_id = request.match_info["session_id"]
+    session_id_var.set(session_id)
+    message = await request.app[keys.RUN_SERVICE].cancel_queued(
+        identity.user, session_id, request.match_info["message_id"]
     )
+    return web.json_response({"message": message.model_dump(mode="json")})
 
 
 @routes.get("/api/v1/sessions/{session_id}/messages")

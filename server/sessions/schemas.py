@@ -30,13 +30,20 @@ StatusFilter = Literal[
 ]
 
 
+Policy = Literal["reject", "enqueue", "interrupt", "amend"]
+
+
 class CreateSessionBody(RequestModel):
     title: Title = ""
     pipeline: PipelineName = "default"
+    # null: the server's DOUBLE_TEXTING
+    double_texting: Policy | None = None
 
 
 class RenameSessionBody(RequestModel):
-    title: Title
+    title: Title | None = None
+    # Sent as null: back to the server's DOUBLE_TEXTING; left out: unchanged.
+    double_texting: Policy | None = None
 
 
 class ListSessionsQuery(QueryModel):
@@ -56,3 +63,5 @@ class ListMessagesQuery(QueryModel):
 
 class PostMessageBody(RequestModel):
     content: Annotated[str, Field(min_length=1, max_length=20_000)]
+    # What this message does if the session's run is active (null: the session's policy).
+    double_texting: Policy | None = None

@@ -98,11 +98,31 @@ class Store(Protocol):
         before: datetime | None = None,
         before_id: str | None = None,
     ) -> list[Message]:
-        """Return the ``limit`` newest messages before a cursor, oldest first.
+        """Return the ``limit`` newest sent messages before a cursor, oldest first.
+
+        Queued and cancelled messages (``Message.status``) are not part of the history.
 
         The cursor is ``(before, before_id)``: messages created before ``before``, and with
         ``before_id`` also those created at ``before`` whose id sorts below it, so messages
         sharing a timestamp are never skipped between pages.
+        """
+
+    async def list_queued_messages(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Return queued messages (a session's, or any user's for the reaper), oldest first."""
+
+    async def update_message(
+        self, user_id: str, message_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> Message | None:
+        """Set fields if the message is the user's and matches ``expect``; return it updated.
+
+        With no fields, nothing is written: the message is returned as it is (a read).
         """
 
     # runs

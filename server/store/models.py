@@ -44,6 +44,13 @@ StageStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 SessionStatus = Literal[
     "idle", "queued", "running", "awaiting_approval", "completed", "failed", "cancelled"
 ]
+# What a message sent while the session's run is active does (docs/http-api.md, "Double
+# texting"): refuse it (409), queue it after the run, cancel the run and start it, or add
+# it to the run's context at its next stage boundary.
+DoubleTexting = Literal["reject", "enqueue", "interrupt", "amend"]
+# A user message is "sent" (part of the history), "queued" (waiting for the active run to
+# end; not in the history yet) or "cancelled" (taken off the queue before it started).
+MessageStatus = Literal["sent", "queued", "cancelled"]
 # Statuses a worker drives (a stage queued or streaming): leases, takeovers and the reaper's.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 # Paused at an approval gate: no job, no lease, no worker; only the user (or the timeout)
@@ -81,6 +88,8 @@ class ChatSession(Doc):
     pipeline: str = "default"
     status: SessionStatus = "idle"
     active_run_id: str | None = None
+    # The double-texting policy of this session; None: the server's DOUBLE_TEXTING.
+    double_texting: DoubleTexting | None = None
     started_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
 
@@ -93,6 +102,12 @@ class Message(Doc):
     content: str
     content_html: str | None = None
     run_id: str | None = None
+    status: MessageStatus = "sent"
+    # The policy that held the message back (queued, or amended into a run); None: it was
+    # sent to an idle session and started its run at once.
+    double_texting: DoubleTexting | None = None
+    # When queued: the time it was queued; set again to the time it starts, so the history
+    # stays in the order the model saw it.
     created_at: Timestamp = Field(default_factory=utcnow)
 
 
@@ -127,6 +142,9 @@ class StageState(BaseModel):
     approve: bool = False
     approved_at: Timestamp | None = None
     output_original: str | None = None
+    # The amendment message ids (Run.amendments) this stage's prompt included (written when
+    # it completes): an amendment no completed stage saw is queued when the run ends.
+    amendments: list[str] = Field(default_factory=list)
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
 
@@ -152,6 +170,9 @@ class Run(Doc):
     # While the run is awaiting_approval: the index of the stage awaiting it, and since when.
     awaiting_stage: int | None = None
     awaiting_since: Timestamp | None = None
+    # Messages sent while the run was active with the "amend" policy, in order: each stage
+    # that starts after one was added has it in its prompt.
+    amendments: list[str] = Field(default_factory=list)
     created_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
     finished_at: Timestamp | None = None

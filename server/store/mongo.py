@@ -54,6 +54,7 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ),
     ("messages", "user_created", [("user_id", 1), ("created_at", 1)], False),
     ("messages", "session_created", [("session_id", 1), ("created_at", 1), ("_id", 1)], False),
+    ("messages", "queued", [("status", 1), ("created_at", 1), ("_id", 1)], False),
     ("runs", "session_created", [("session_id", 1), ("created_at", 1)], False),
     ("runs", "status_updated", [("status", 1), ("updated_at", 1)], False),
     ("llm_calls", "run", [("run_id", 1)], False),
@@ -277,6 +278,7 @@ class MongoStore:
     ) -> list[Message]:
         """Return the ``limit`` newest messages before the cursor, oldest first (see Store)."""
         query = _eq(session_id=session_id, user_id=user_id)
+        query["status"] = {"$nin": ["queued", "cancelled"]}  # none: written before statuses
         if before is not None and before_id is not None:
             when = to_bson(before)
             query["$or"] = [
@@ -287,6 +289,32 @@ class MongoStore:
             query["created_at"] = {"$lt": to_bson(before)}
         order = [("created_at", DESCENDING), ("_id", DESCENDING)]
         return (await self._many(Message, "messages", query, sort=order, limit=limit))[::-1]
+
+    async def list_queued_messages(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Return queued messages (a session's, or any user's for the reaper), oldest first."""
+        query = _eq(status="queued")
+        if user_id is not None:
+            query["user_id"] = {"$eq": user_id}
+        if session_id is not None:
+            query["session_id"] = {"$eq": session_id}
+        if created_before is not None:
+            query["created_at"] = {"$lt": to_bson(created_before)}
+        order = [("created_at", ASCENDING), ("_id", ASCENDING)]
+        return await self._many(Message, "messages", query, sort=order, limit=limit)
+
+    async def update_message(
+        self, user_id: str, message_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> Message | None:
+        """Set fields if the message is the user's and matches ``expect``; return it updated."""
+        query = _eq(_id=message_id, user_id=user_id)
+        return await self._update(Message, "messages", query, set_fields, expect)
 
     async def insert_run(self, run: Run) -> None:
         """Insert a run."""

@@ -33,8 +33,10 @@ from server.store.models import (
 )
 from server.store.sqlite_sql import (
     CLAIMED_SESSIONS,
+    MESSAGE_STATUS,
     PRAGMAS,
     SEARCH_SQL,
+    SENT,
     SESSION_ORDER,
     USAGE_SQL,
     condition,
@@ -238,7 +240,7 @@ class SqliteStore:
         """Return the ``limit`` newest messages before the cursor, oldest first (see Store)."""
         if limit <= 0:
             return []
-        where, params = "session_id = ? AND user_id = ?", [session_id, user_id]
+        where, params = f"session_id = ? AND user_id = ? AND {SENT}", [session_id, user_id]
         if before is not None and before_id is not None:
             when = to_json(before)
             where += " AND (created_at < ? OR (created_at = ? AND id < ?))"
@@ -247,6 +249,34 @@ class SqliteStore:
             where, params = where + " AND created_at < ?", [*params, to_json(before)]
         sql = f"SELECT doc FROM messages WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?"
         return _load(Message, await self._rows(sql, [*params, limit]))[::-1]
+
+    async def list_queued_messages(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Message]:
+        """Return queued messages (a session's, or any user's for the reaper), oldest first."""
+        if limit <= 0:
+            return []
+        where, params = f"{MESSAGE_STATUS} = 'queued'", list[Any]()
+        for test, value in (("user_id = ?", user_id), ("session_id = ?", session_id),
+                            ("created_at < ?", created_before)):  # fmt: skip
+            if value is not None:
+                where, params = f"{where} AND {test}", [*params, to_json(value)]
+        sql = f"SELECT doc FROM messages WHERE {where} ORDER BY created_at, id LIMIT ?"
+        return _load(Message, await self._rows(sql, [*params, limit]))
+
+    async def update_message(
+        self, user_id: str, message_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> Message | None:
+        """Set fields if the message is the user's and matches ``expect``; return it updated."""
+        doc = await self._update(
+            "messages", "id = ? AND user_id = ?", [message_id, user_id], set_fields, expect
+        )
+        return None if doc is None else Message.model_validate_json(doc)
 
     async def insert_run(self, run: Run) -> None:
         """Insert a run."""

@@ -36,9 +36,15 @@ _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
 )
 # Sessions holding an active-run claim (few at any time): what the session repair scans.
 CLAIMED_SESSIONS = "json_extract(doc, '$.active_run_id')"
+# A message's status (documents written before it existed have none: they were sent).
+MESSAGE_STATUS = "coalesce(json_extract(doc, '$.status'), 'sent')"
+SENT = f"{MESSAGE_STATUS} = 'sent'"
 _PARTIAL_INDEXES = (
     f"CREATE INDEX IF NOT EXISTS sessions_claimed ON sessions ({CLAIMED_SESSIONS}) "
     f"WHERE {CLAIMED_SESSIONS} IS NOT NULL",
+    # Queued messages (few at any time): what the queue and the reaper read.
+    f"CREATE INDEX IF NOT EXISTS messages_queued ON messages (created_at, id) "
+    f"WHERE {MESSAGE_STATUS} = 'queued'",
 )
 SESSION_ORDER = {
     "started": "started_at DESC, id DESC",

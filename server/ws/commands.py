@@ -1,8 +1,9 @@
 """Every WebSocket command: its frame schema and its handler, registered in one explicit list.
 
 Session commands: subscribe (with lossless resume), unsubscribe. Run commands: send a
-message (starting a run), cancel a run, approve or reject the stage a run awaits, all
-through the RunService. Connection-level:
+message (starting a run, or queued or amended by the double-texting policy), cancel a
+run, cancel a queued message, approve or reject the stage a run awaits, all through the
+RunService. Connection-level:
 ping. Handlers are typed against ``CommandContext`` (decorators.py) and never await
 the socket.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -71,6 +72,12 @@ async def unsubscribe(conn: CommandContext, cmd_id: int, cmd: UnsubscribeCommand
 class SendCommand(CommandModel):
     session_id: Identifier
     content: Annotated[str, Field(min_length=1, max_length=20_000)]
+    double_texting: Literal["reject", "enqueue", "interrupt", "amend"] | None = None
+
+
+class CancelQueuedCommand(CommandModel):
+    session_id: Identifier
+    message_id: Identifier
 
 
 class CancelCommand(CommandModel):
@@ -79,12 +86,18 @@ class CancelCommand(CommandModel):
 
 @command("send", SendCommand)
 async def send(conn: CommandContext, cmd_id: int, cmd: SendCommand) -> None:
-    """Store the user's message and start a run (same rules as the REST call)."""
+    """Store the user's message and start a run, or queue or amend (as the REST call)."""
     runs = conn.app[keys.RUN_SERVICE]
-    message, run = await runs.post_message(conn.user, cmd.session_id, cmd.content)
-    conn.send_result(
-        cmd_id, {"message": message.model_dump(mode="json"), "run": run.model_dump(mode="json")}
-    )
+    posted = await runs.post_message(conn.user, cmd.session_id, cmd.content, cmd.double_texting)
+    conn.send_result(cmd_id, posted.body())
+
+
+@command("cancel_queued", CancelQueuedCommand)
+async def cancel_queued(conn: CommandContext, cmd_id: int, cmd: CancelQueuedCommand) -> None:
+    """Take a queued message off its session's queue (as the REST DELETE)."""
+    runs = conn.app[keys.RUN_SERVICE]
+    message = await runs.cancel_queued(conn.user, cmd.session_id, cmd.message_id)
+    conn.send_result(cmd_id, {"message": message.model_dump(mode="json")})
 
 
 @command("cancel", CancelCommand)
@@ -129,5 +142,5 @@ async def ping(conn: CommandContext, cmd_id: int, cmd: PingCommand) -> None:
 
 
 COMMANDS: Mapping[str, Command[Any]] = MappingProxyType(
-    command_table((subscribe, unsubscribe, send, cancel, approve, reject, ping))
+    command_table((subscribe, unsubscribe, send, cancel, cancel_queued, approve, reject, ping))
 )

@@ -120,6 +120,9 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
     },
     postMessage: (id, content) =>
       request("POST", `/api/v1/sessions/${enc(id)}/messages`, { content }),
+    /** Take a queued message off its session's queue (409 message_not_queued once started). */
+    cancelQueued: (sessionId, messageId) =>
+      request("DELETE", `/api/v1/sessions/${enc(sessionId)}/messages/${enc(messageId)}`),
     getRun: (id) => request("GET", `/api/v1/runs/${enc(id)}`),
     cancelRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/cancel`),
     retryRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/retry`),

@@ -80,6 +80,7 @@ class App {
       skewMs: () => this.api.clockSkewMs,
       announce: (text) => this.announce(text),
       onSuggest: (text) => this.composer.fill(text),
+      onCancelQueued: (message) => this.session?.cancelQueued(message),
     });
     this.composer = new Composer($("composer"), {
       onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),

@@ -164,7 +164,11 @@ export class SessionController {
 
   // --- actions ----------------------------------------------------------------------
 
-  /** Post a message; rejects with a user-facing message (kept in the composer). */
+  /**
+   * Post a message; rejects with a user-facing message (kept in the composer). While a run
+   * is active the server's double-texting policy applies: by default the message is
+   * queued (it shows under the conversation until it starts).
+   */
   async send(text) {
     const firstMessage = this.model.messages.size === 0;
     let body;
@@ -202,6 +206,18 @@ export class SessionController {
     if (session.session_id !== this.sessionId || !this.model.session) return;
     this.model.session = { ...this.model.session, title: session.title };
     this.changed();
+  }
+
+  /** Take a queued message off the queue; one that started meanwhile stays (reloaded). */
+  async cancelQueued(message) {
+    try {
+      const body = await this.api.cancelQueued(this.sessionId, message.message_id);
+      this.model.upsertMessage(body?.message);
+      this.changed();
+    } catch (err) {
+      if (err.code === "message_not_queued") this.reload();
+      else this.hooks.onError(`Could not cancel the queued message: ${describeError(err)}`, null, causeOf(err));
+    }
   }
 
   async cancel(run) {

@@ -6,6 +6,8 @@
 import { ACTIVE_RUN, applyRunEvent, normRun, mergeRun, str } from "./run-state.js";
 
 export { ACTIVE_RUN };
+// Events carrying {message}: stored, queued, cancelled while queued, amended into a run.
+const MESSAGE_EVENTS = new Set(["message.created", "message.queued", "message.cancelled", "run.amended"]);
 /** Messages in the session snapshot (the server's RECENT_MESSAGES). */
 export const RECENT_PAGE = 50;
 
@@ -20,6 +22,9 @@ export class SessionModel {
     this.sessionId = sessionId;
     this.session = null;
     this.messages = new Map();
+    // Messages sent while a run was active, waiting their turn (double texting): not in
+    // the history until they start (message.created), gone when cancelled.
+    this.queued = new Map();
     this.runs = new Map();
     // {before, beforeId}: the (created_at, message_id) to page back from; null = nothing older
     this.olderCursor = null;
@@ -29,15 +34,18 @@ export class SessionModel {
 
   /** Install a GET /sessions/{id} body (REST is the source of truth). */
   loadSession(body) {
-    const { messages = [], active_run: activeRun = null, ...session } = body || {};
+    const { messages = [], active_run: activeRun = null, queued = [], ...session } = body || {};
     this.session = { ...this.session, ...session };
     const list = Array.isArray(messages) ? messages : [];
+    // The snapshot's queue is the queue: one that started or was cancelled meanwhile goes.
+    this.queued = new Map();
     if (!this.loaded) {
       const oldest = list[0];
       this.olderCursor =
         list.length >= RECENT_PAGE ? { before: oldest.created_at, beforeId: oldest.message_id } : null;
     }
     for (const message of list) this.upsertMessage(message);
+    for (const message of Array.isArray(queued) ? queued : []) this.upsertMessage(message);
     if (activeRun && activeRun.run_id) this.upsertRun(activeRun, "rest");
     this.loaded = true;
     this.version++;
@@ -51,12 +59,34 @@ export class SessionModel {
     this.version++;
   }
 
+  /**
+   * Add or merge a message by its status: "queued" waits in the queue, "cancelled" leaves
+   * it, anything else (sent) is history. A message in the history never goes back to
+   * the queue (a late or replayed message.queued).
+   */
   upsertMessage(message) {
     if (!message || typeof message.message_id !== "string") return false;
-    const known = this.messages.get(message.message_id);
-    this.messages.set(message.message_id, { ...known, ...message });
+    const id = message.message_id;
+    if (message.status === "queued" || message.status === "cancelled") {
+      if (this.messages.has(id)) return false;
+      if (message.status === "queued") this.queued.set(id, { ...this.queued.get(id), ...message });
+      else if (!this.queued.delete(id)) return false;
+      this.version++;
+      return true;
+    }
+    this.queued.delete(id);
+    const known = this.messages.get(id);
+    this.messages.set(id, { ...known, ...message });
     this.version++;
     return true;
+  }
+
+  /** The queue in the order it starts: interrupting messages first, then the oldest. */
+  queuedMessages() {
+    const rank = (m) => (m.double_texting === "interrupt" ? 0 : 1);
+    return [...this.queued.values()].sort(
+      (a, b) => rank(a) - rank(b) || (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0)
+    );
   }
 
   /** Add or merge a run; source "rest" (a snapshot) or "event" (run.queued). */
@@ -104,7 +134,7 @@ export class SessionModel {
   apply(ev) {
     const data = ev && ev.data && typeof ev.data === "object" ? ev.data : {};
     const name = ev?.name;
-    if (name === "message.created") return { changed: this.upsertMessage(data.message) };
+    if (MESSAGE_EVENTS.has(name)) return { changed: this.upsertMessage(data.message) };
     if (name === "run.queued") {
       const changed = this.upsertRun(data.run, "event");
       if (changed) this.syncSession(this.runs.get(data.run.run_id), ev.ts);
@@ -179,8 +209,9 @@ export class SessionModel {
     for (const message of this.sortedMessages()) {
       if (message.role !== "assistant") {
         items.push({ kind: "user", key: `u:${message.message_id}`, message });
+        // An amendment names the run it joined, which its input message has placed already.
         const run = runsByInput.get(message.message_id) ?? this.runs.get(message.run_id);
-        if (!run) continue;
+        if (!run || placed.has(run.run_id)) continue;
         placed.add(run.run_id);
         if (!answered.has(run.run_id)) items.push({ kind: "run", key: `r:${run.run_id}`, run });
       } else {

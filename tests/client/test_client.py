@@ -146,3 +146,22 @@ async def test_a_run_paused_at_a_gate_is_approved_or_rejected_through_the_client
     with pytest.raises(ChorusError) as refused:
         await client.approve(last.run_id or "")
     assert (refused.value.status, refused.value.code) == (409, "not_awaiting_approval")
+
+
+async def test_send_while_busy_queues_and_run_refuses(
+    aiohttp_client: ClientFactory, run_settings: Settings
+) -> None:
+    """No worker: the first run stays queued, so the session stays busy."""
+    app = await aiohttp_client(create_app(run_settings))
+    user = await make_user(app)
+    async with ChorusClient(str(app.make_url(""))) as client:
+        await client.login(user.email, user.password)
+        sid = (await client.create_session())["session_id"]
+        assert (await client.send(sid, "first"))["outcome"] == "started"
+        queued = await client.send(sid, "second")
+        assert queued["outcome"] == "queued" and queued["run"] is None
+        cancelled = await client.cancel_queued(sid, queued["message"]["message_id"])
+        assert cancelled["status"] == "cancelled"
+        with pytest.raises(ChorusError) as busy:
+            await anext(client.run(sid, "third"))
+        assert (busy.value.status, busy.value.code) == (409, "session_busy")

@@ -148,7 +148,7 @@ def server_env(port: int, data_dir: Path, redis_url: str, token_delay_ms: float)
 _SERVER_KNOBS = frozenset(
     {
         "ENV", "HOST", "MONGODB_URL", "SECRET_KEY", "ALLOWED_ORIGINS", "PIPELINES_FILE",
-        "EMBEDDED_WORKER", "DEMO_MODEL_URL", "UI_API_BASE", "OPENAI_API_KEY",
+        "EMBEDDED_WORKER", "DEMO_MODEL_URL", "UI_API_BASE", "OPENAI_API_KEY", "DOUBLE_TEXTING",
     }
 )  # fmt: skip
 

@@ -64,8 +64,10 @@ def test_live_markdown_busy_send_and_cancel_keeping_text(
     assert "###" not in (stream.text_content() or "")
     expect(stage_el(run_card, "draft")).to_have_attribute("data-status", "running")
 
-    # Never locked: the box takes a draft during the run; a send is refused by the server
-    # (409 session_busy) and the draft stays, with a clear note.
+    # Never locked: the box takes a draft during the run. In a session set to refuse sends
+    # while busy (double texting "reject"; the default queues them: test_queue_ui.py), a
+    # send is refused by the server (409 session_busy) and the draft stays, with a note.
+    api.as_user(user).call("PATCH", f"/api/v1/sessions/{session_id}", {"double_texting": "reject"})
     box = tid(page, "composer-input")
     expect(box).to_be_enabled()
     box.fill("And which one is fastest?")

@@ -139,3 +139,52 @@ test("after a gap the snapshot's text replaces the lost one; with text of our ow
   model.apply(ev(3, "stage.delta", { stage: "draft", text: "h" }, "e2"));
   assert.equal(stage.partial, "abcdefgh");
 });
+
+// --- double texting: the session's queue -----------------------------------------------
+
+const msg = (id, fields = {}) => ({ message_id: id, session_id: "s1", role: "user", content: id, status: "sent", created_at: `${T}1`, ...fields });
+const queuedIds = (model) => model.queuedMessages().map((m) => m.message_id);
+const historyIds = (model) => model.sortedMessages().map((m) => m.message_id);
+
+test("a queued message waits outside the history, then joins it when it starts", () => {
+  const model = new SessionModel("s1");
+  model.loadSession({ session_id: "s1", messages: [msg("m1")], queued: [msg("q1", { status: "queued", created_at: `${T}2` })] });
+  assert.deepEqual(queuedIds(model), ["q1"]);
+  assert.deepEqual(historyIds(model), ["m1"]);
+  const queued = model.apply({ name: "message.queued", data: { message: msg("q2", { status: "queued", created_at: `${T}3` }) } });
+  assert.equal(queued.changed, true);
+  assert.deepEqual(queuedIds(model), ["q1", "q2"]);
+  model.apply({ name: "message.created", run_id: "r2", data: { message: msg("q1", { run_id: "r2", created_at: `${T}5` }) } });
+  assert.deepEqual(queuedIds(model), ["q2"]);
+  assert.deepEqual(historyIds(model), ["m1", "q1"]);
+  assert.equal(model.timeline().filter((i) => i.kind === "user").length, 2);
+});
+
+test("a cancelled message leaves the queue; a late message.queued never moves history back", () => {
+  const model = new SessionModel("s1");
+  model.loadSession({ session_id: "s1", messages: [], queued: [msg("q1", { status: "queued" })] });
+  assert.equal(model.apply({ name: "message.cancelled", data: { message: msg("q1", { status: "cancelled" }) } }).changed, true);
+  assert.deepEqual(queuedIds(model), []);
+  assert.equal(model.apply({ name: "message.cancelled", data: { message: msg("q1", { status: "cancelled" }) } }).changed, false);
+  model.apply({ name: "message.created", data: { message: msg("q2") } });
+  assert.equal(model.apply({ name: "message.queued", data: { message: msg("q2", { status: "queued" }) } }).changed, false);
+  assert.deepEqual(queuedIds(model), []);
+  assert.deepEqual(historyIds(model), ["q2"]);
+});
+
+test("the queue is in starting order (interrupting messages first) and a snapshot replaces it", () => {
+  const model = new SessionModel("s1");
+  model.upsertMessage(msg("old", { status: "queued", created_at: `${T}1` }));
+  model.upsertMessage(msg("new", { status: "queued", created_at: `${T}2` }));
+  model.upsertMessage(msg("urgent", { status: "queued", created_at: `${T}3`, double_texting: "interrupt" }));
+  assert.deepEqual(queuedIds(model), ["urgent", "old", "new"]);
+  model.loadSession({ session_id: "s1", messages: [], queued: [msg("new", { status: "queued", created_at: `${T}2` })] });
+  assert.deepEqual(queuedIds(model), ["new"]);
+});
+
+test("an amendment shows in the history after its run's message, the run card placed once", () => {
+  const model = new SessionModel("s1");
+  model.loadSession({ session_id: "s1", messages: [msg("m1", { run_id: "r1" })], active_run: runDoc() });
+  model.apply({ name: "run.amended", run_id: "r1", data: { message: msg("a1", { run_id: "r1", created_at: `${T}2`, double_texting: "amend" }) } });
+  assert.deepEqual(model.timeline().map((i) => i.key), ["u:m1", "r:r1", "u:a1"]);
+});

@@ -87,12 +87,17 @@ async def test_a_gate_pauses_the_run_holding_no_job_and_no_lease(
     # Nothing of a worker is held: no job for the next stage, no lease.
     assert await _job_status(worker, run["run_id"], 1, 0) is JobStatus.not_found
     assert await worker.leases.live([run["run_id"]]) == set()
-    # The session stays claimed: a new message is refused.
+    # The session stays claimed: a new message is refused (reject) or waits its turn.
+    resp = await app.post(
+        f"/api/v1/sessions/{run['session_id']}/messages",
+        json={"content": "more", "double_texting": "reject"}, headers=user.auth,
+    )  # fmt: skip
+    assert await error_of(resp) == (409, "session_busy")
     resp = await app.post(
         f"/api/v1/sessions/{run['session_id']}/messages", json={"content": "more"},
         headers=user.auth,
     )  # fmt: skip
-    assert await error_of(resp) == (409, "session_busy")
+    assert resp.status == 202 and (await resp.json())["outcome"] == "queued"
     # A duplicate execution of the gate's job pauses nothing twice.
     await StageExecutor(worker).execute(run["run_id"], 0, 0)
     assert (await _names(app, run["session_id"])).count("run.awaiting_approval") == 1

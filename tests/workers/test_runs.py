@@ -114,8 +114,9 @@ async def test_second_message_while_busy_is_409(stack: Client, demo: DemoModelSe
     sid = await _session(stack, user)
     run_id = (await _send(stack, user, sid, "first"))["run"]["run_id"]
     resp = await stack.post(
-        f"/api/v1/sessions/{sid}/messages", json={"content": "second"}, headers=user.auth
-    )
+        f"/api/v1/sessions/{sid}/messages", json={"content": "second", "double_texting": "reject"},
+        headers=user.auth,
+    )  # fmt: skip
     assert await error_of(resp) == (409, "session_busy")
     # End the run here, so no stage is cut short by the worker's shutdown at teardown.
     await stack.post(f"/api/v1/runs/{run_id}/cancel", headers=user.auth)

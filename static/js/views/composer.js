@@ -1,6 +1,8 @@
 // The message box: Enter sends, Shift+Enter breaks the line, a counter against the limit.
-// Never locked: while a run is active the box stays editable; a send the server refuses
-// (409 session_busy) keeps the draft and says why.
+// Never locked: while a run is active the box stays editable, and a send follows the
+// session's double-texting policy — by default the message is queued (shown under the
+// conversation, cancellable) and starts after the answer; a send the server refuses
+// (409 session_busy, a session set to "reject") keeps the draft and says why.
 
 import { byTestId, setText, show } from "../util/dom.js";
 
@@ -123,8 +125,8 @@ export class Composer {
     this.button.disabled = !this.canSend();
     let hint = "";
     if (this.sending) hint = "Sending…";
-    else if (this.busy === "awaiting") hint = "Waiting for your approval above… you can write meanwhile.";
-    else if (this.busy) hint = "Answering… you can write meanwhile.";
+    else if (this.busy === "awaiting") hint = "Waiting for your approval above… a message sent now waits its turn.";
+    else if (this.busy) hint = "Answering… a message sent now waits its turn.";
     else if (over) hint = `Too long by ${count - MAX_CHARS} characters.`;
     setText(this.hint, hint);
     this.form.dataset.state = this.sending ? "sending" : this.busy ? "busy" : "ready";

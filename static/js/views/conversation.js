@@ -106,8 +106,36 @@ class AnswerView {
   }
 }
 
+/** A message waiting behind the active run, with its Cancel button. */
+class QueuedMessageView {
+  constructor(message, { onCancelQueued }) {
+    this.body = h("div", { class: "msg-body", testid: "message-body" });
+    this.label = h("span", { class: "badge", testid: "queued-label" });
+    this.cancel = h("button", {
+      type: "button", class: "link-button", testid: "cancel-queued", text: "Cancel",
+      on: { click: () => {
+        this.cancel.disabled = true;
+        onCancelQueued(this.message);
+      } },
+    });
+    this.el = h("li", { class: "msg msg-user msg-queued", testid: "queued-message", dataset: { messageId: message.message_id } },
+      this.body, h("div", { class: "msg-actions" }, this.label, this.cancel));
+  }
+
+  update(message) {
+    this.message = message;
+    setText(this.body, message.content);
+    setText(this.label, message.double_texting === "interrupt" ? "Next, once the answer stops" : "Queued");
+    this.cancel.setAttribute("aria-label", `Cancel the queued message: ${message.content.slice(0, 60)}`);
+  }
+}
+
 export class ConversationView {
-  /** actions: onCancel(run), onRetry(run), onApprove(run, output), onReject(run), onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text) */
+  /**
+   * actions: onCancel(run), onRetry(run), onApprove(run, output), onReject(run),
+   * onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text),
+   * onCancelQueued(message)
+   */
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
@@ -124,6 +152,9 @@ export class ConversationView {
     for (const button of this.suggestions.querySelectorAll("button")) {
       button.addEventListener("click", () => actions.onSuggest(button.textContent.trim()));
     }
+    this.queuedBox = byTestId(root, "queued");
+    this.queuedList = byTestId(root, "queued-list");
+    this.queuedViews = new Map();
     this.views = new Map();
     this.shown = false; // the open session has been rendered once (later answers are announced)
     this.anchor = null;
@@ -136,6 +167,9 @@ export class ConversationView {
     this.views.clear();
     this.shown = false;
     this.timeline.replaceChildren();
+    this.queuedViews.clear();
+    this.queuedList.replaceChildren();
+    show(this.queuedBox, false);
     show(this.chat, false);
     show(this.empty, true);
   }
@@ -166,6 +200,7 @@ export class ConversationView {
     const latest = model.latestRun();
     const items = model.timeline();
     this.reconcile(items, latest);
+    this.renderQueued(model.queuedMessages());
     show(this.suggestions, model.loaded && items.length === 0);
     this.shown = this.shown || model.loaded;
     this.root.dataset.busy = String(model.busy());
@@ -197,6 +232,27 @@ export class ConversationView {
       if (view.el !== cursor) this.timeline.insertBefore(view.el, cursor);
       else cursor = cursor.nextElementSibling;
     }
+  }
+
+  /** The queue under the conversation, in the order it starts. */
+  renderQueued(messages) {
+    const keep = new Set(messages.map((m) => m.message_id));
+    for (const [id, view] of this.queuedViews) {
+      if (!keep.has(id)) {
+        view.el.remove();
+        this.queuedViews.delete(id);
+      }
+    }
+    for (const message of messages) {
+      let view = this.queuedViews.get(message.message_id);
+      if (!view) {
+        view = new QueuedMessageView(message, this.actions);
+        this.queuedViews.set(message.message_id, view);
+      }
+      view.update(message);
+      this.queuedList.append(view.el); // appending in order moves each into place
+    }
+    show(this.queuedBox, messages.length > 0);
   }
 
   createView(item) {

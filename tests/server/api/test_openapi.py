@@ -148,15 +148,18 @@ class Fuzzer:
         self._fresh = itertools.count()
 
     def existing_ids(self) -> dict[str, str]:
-        """A new session with a queued run (no worker here), an API key, a pipeline: real
-        path parameters."""
+        """A new session with a queued run (no worker here) and a queued message, an API
+        key, a pipeline: real path parameters."""
         auth = {"Authorization": f"Bearer {self.token}"}
         sessions = f"{self.base}/api/v1/sessions"
         sid = self.http.post(sessions, json={}, headers=auth, timeout=10).json()["session_id"]
         posted = self.http.post(f"{sessions}/{sid}/messages", json={"content": "Hello?"},
                                 headers=auth, timeout=10)  # fmt: skip
+        queued = self.http.post(f"{sessions}/{sid}/messages", json={"content": "And?"},
+                                headers=auth, timeout=10)  # fmt: skip
         key = self.http.post(f"{self.base}/api/v1/api-keys", json={}, headers=auth, timeout=10)
         return {"session_id": sid, "run_id": posted.json()["run"]["run_id"],
+                "message_id": queued.json()["message"]["message_id"],
                 "key_id": key.json()["key_id"], "model": "chat"}  # fmt: skip
 
     def call(self, case: Any, checks: list[Any]) -> None:

@@ -236,3 +236,45 @@ async def test_the_message_cursor_pages_through_equal_timestamps(
         "ann", session.session_id, limit=2, before=same, before_id=page[0].message_id
     )
     assert [m.message_id for m in page] == ids[:1]
+
+
+async def test_queued_messages_stay_out_of_the_history(store: Store, make: SimpleNamespace) -> None:
+    session, other = make.session("ann"), make.session("bob")
+    sent = make.message(session, 0, content="sent")
+    late = make.message(session, 3, content="late", status="queued")
+    early = make.message(session, 2, content="early", status="queued")
+    dropped = make.message(session, 4, content="dropped", status="cancelled")
+    elsewhere = make.message(other, 5, content="bob's", status="queued")
+    for message in (sent, late, early, dropped, elsewhere):
+        await store.insert_message(message)
+
+    history = await store.list_messages("ann", session.session_id, limit=10)
+    assert [m.content for m in history] == ["sent"]
+    mine = await store.list_queued_messages(user_id="ann", session_id=session.session_id)
+    assert mine == [early, late]  # oldest first
+    assert await store.list_queued_messages() == [early, late, elsewhere]
+    assert await store.list_queued_messages(created_before=make.at(3)) == [early]
+    assert await store.list_queued_messages(limit=1) == [early]
+    assert await store.list_queued_messages(limit=0) == []
+
+
+async def test_update_message_is_conditional_and_the_users_own(
+    store: Store, make: SimpleNamespace
+) -> None:
+    session = make.session("ann")
+    queued = make.message(session, 0, status="queued")
+    await store.insert_message(queued)
+    assert await store.update_message("bob", queued.message_id, {"status": "sent"}) is None
+    assert await store.update_message("ann", "nope", {"status": "sent"}) is None
+    started = await store.update_message(
+        "ann", queued.message_id, {"status": "sent", "run_id": "r1", "created_at": make.at(5)},
+        expect={"status": "queued"},
+    )  # fmt: skip
+    assert started is not None and started.status == "sent" and started.run_id == "r1"
+    assert started.created_at == make.at(5)
+    again = await store.update_message(
+        "ann", queued.message_id, {"status": "cancelled"}, expect={"status": "queued"}
+    )
+    assert again is None  # one winner
+    assert await store.update_message("ann", queued.message_id, {}) == started  # a read
+    assert await store.list_messages("ann", session.session_id, limit=5) == [started]

@@ -16,6 +16,7 @@ from server import keys
 from server.app import create_app
 from server.config import Settings
 from server.errors import InvalidRequest, NotFound, RateLimited, SessionBusy
+from server.runs.service import Posted
 from server.store.models import Message, Run, User
 from tests.conftest import ClientFactory
 
@@ -29,9 +30,13 @@ class FakeRunService:
         self.error: Exception | None = None
         self.calls: list[tuple[str, ...]] = []
         self.runs: dict[str, Run] = {}
+        self.policies: list[str | None] = []
 
-    async def post_message(self, user: User, session_id: str, content: str) -> tuple[Message, Run]:
+    async def post_message(
+        self, user: User, session_id: str, content: str, double_texting: str | None = None
+    ) -> Posted:
         self.calls.append(("send", user.user_id, session_id, content))
+        self.policies.append(double_texting)
         if self.error is not None:
             raise self.error
         message = Message(session_id=session_id, user_id=user.user_id, role="user", content=content)
@@ -40,7 +45,7 @@ class FakeRunService:
             input_message_id=message.message_id, stages=[],
         )  # fmt: skip
         self.runs[run.run_id] = run
-        return message, run
+        return Posted(message, run, "started")
 
     async def cancel_run(self, user: User, run_id: str) -> Run:
         self.calls.append(("cancel", user.user_id, run_id))
@@ -173,7 +178,10 @@ async def test_real_manager_send_and_cancel(ws_tools: Ws) -> None:
     sent, events = await _until_result(ws, 2)
     assert sent["ok"] is True and sent["data"]["message"]["content"] == "hello"
     run_id = sent["data"]["run"]["run_id"]
-    await ws.send_json({"id": 3, "type": "send", "session_id": session_id, "content": "again"})
+    await ws.send_json(
+        {"id": 3, "type": "send", "session_id": session_id, "content": "again",
+         "double_texting": "reject"}
+    )  # fmt: skip
     busy, more = await _until_result(ws, 3)
     assert busy["error"]["code"] == "session_busy"
     await ws.send_json({"id": 4, "type": "cancel", "run_id": run_id})
@@ -183,4 +191,38 @@ async def test_real_manager_send_and_cancel(ws_tools: Ws) -> None:
     assert names[:2] == ["message.created", "run.queued"]
     seqs = [e["seq"] for e in events + more + rest]
     assert seqs == list(range(1, len(seqs) + 1))
+    await ws.close()
+
+
+async def test_real_manager_queues_a_send_and_cancels_it(ws_tools: Ws) -> None:
+    """Double texting over the socket: the same policies and answers as REST."""
+    user = await ws_tools.user()
+    resp = await ws_tools.client.post("/api/v1/sessions", json={}, headers=user.auth)
+    session_id = (await resp.json())["session_id"]
+    ws = await ws_tools.connect(user)
+    await ws_tools.call(ws, {"id": 1, "type": "subscribe", "session_id": session_id})
+    await ws.send_json({"id": 2, "type": "send", "session_id": session_id, "content": "one"})
+    started, _ = await _until_result(ws, 2)
+    assert started["data"]["outcome"] == "started"
+    await ws.send_json({"id": 3, "type": "send", "session_id": session_id, "content": "two"})
+    queued, events = await _until_result(ws, 3)
+    assert queued["data"]["outcome"] == "queued" and queued["data"]["run"] is None
+    message_id = queued["data"]["message"]["message_id"]
+    cancel = {"type": "cancel_queued", "session_id": session_id, "message_id": message_id}
+    await ws.send_json({"id": 4, **cancel})
+    cancelled, later = await _until_result(ws, 4)
+    assert cancelled["data"]["message"]["status"] == "cancelled"
+    await ws.send_json({"id": 5, **cancel})
+    again, more = await _until_result(ws, 5)
+    assert again["error"]["code"] == "message_not_queued"
+    bad = {"id": 6, "type": "send", "session_id": session_id, "content": "x",
+           "double_texting": "later"}  # fmt: skip
+    await ws.send_json(bad)
+    refused, rest = await _until_result(ws, 6)
+    assert refused["error"]["code"] == "invalid_message"
+    assert refused["error"]["message"].startswith("double_texting:")
+    names = [e["name"] for e in events + later + more + rest]
+    assert names.count("message.queued") == 1 and names.count("message.cancelled") == 1
+    await ws.send_json({"id": 7, "type": "cancel", "run_id": started["data"]["run"]["run_id"]})
+    await _until_result(ws, 7)
     await ws.close()

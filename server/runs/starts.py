@@ -1,0 +1,167 @@
+"""Starting runs: a new message on an idle session, and the session's queued messages.
+
+A message sent while the session's run is active may wait in the session's queue
+(double texting, docs/http-api.md): stored with ``status = "queued"``, outside the
+history. When the run ends (``RunEndings._after_end``), when a message is queued on an
+idle session, and on every reaper pass, the session's next queued message is started:
+interrupting messages first, then the oldest. Starting is two conditional writes — the
+session's claim (``active_run_id`` from None) and the message's status (from "queued") —
+so of two parties starting the queue at once, one starts one message, and a message
+cancelled meanwhile is never started.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from arq.connections import ArqRedis
+
+from server.errors import SessionBusy
+from server.events.bus import EventBus
+from server.pipelines import AgentRegistry
+from server.redis_keys import RedisKeys
+from server.runs.queue import enqueue_stage
+from server.store.base import Store
+from server.store.models import ChatSession, Message, Run, StageState, new_id, utcnow
+
+if TYPE_CHECKING:
+    from server.runs.service import RunDeps
+
+log = logging.getLogger("chorus.runs")
+# Attempts to start a session's next queued message when others race for it.
+_START_TRIES = 5
+
+
+def next_in_queue(queued: list[Message]) -> Message | None:
+    """The queued message to start next: an interrupting one first, then the oldest."""
+    interrupting = [m for m in queued if m.double_texting == "interrupt"]
+    return next(iter(interrupting or queued), None)
+
+
+class RunStarts:
+    """Create, claim and queue runs (the attributes are set by ``RunEndings.__init__``)."""
+
+    d: RunDeps
+    store: Store
+    redis: ArqRedis
+    keys: RedisKeys
+    bus: EventBus
+    registry: AgentRegistry
+
+    async def _claim_idle(self, session: ChatSession, run_id: str) -> bool:
+        """Make ``run_id`` the active run of the session if it has none; True if it did."""
+        claimed = await self.store.update_session(
+            session.user_id, session.session_id,
+            {"active_run_id": run_id, "status": "queued", "updated_at": utcnow()},
+            expect={"active_run_id": None},
+        )  # fmt: skip
+        return claimed is not None
+
+    async def _unclaim(self, run: Run, status: str) -> None:
+        await self.store.update_session(
+            run.user_id, run.session_id, {"active_run_id": None, "status": status},
+            expect={"active_run_id": run.run_id},
+        )  # fmt: skip
+
+    async def _queue(self, run: Run, stage_index: int) -> None:
+        await self.bus.publish(
+            run.session_id, "run.queued", {"run": run.model_dump(mode="json")}, run.run_id
+        )
+        await enqueue_stage(self.redis, self.keys, run.run_id, stage_index, run.generation)
+
+    async def _start_run(self, session: ChatSession, message: Message) -> tuple[Message, Run]:
+        """Claim the idle session for a run of its pipeline on ``message`` and queue it.
+
+        A new message is stored; a queued one joins the history (sent, dated now). Raises
+        SessionBusy if the session has an active run, or the queued message was started
+        or cancelled meanwhile.
+        """
+        pipeline = self.registry.pipeline(session.pipeline)
+        run = Run(
+            session_id=session.session_id, user_id=session.user_id, pipeline=pipeline.name,
+            input_message_id=message.message_id, assistant_message_id=new_id(),
+            stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
+                    for s in pipeline.stages],
+        )  # fmt: skip
+        if not await self._claim_idle(session, run.run_id):
+            raise SessionBusy("this session already has an active run")
+        try:
+            if message.status == "queued":
+                started = await self.store.update_message(
+                    message.user_id, message.message_id,
+                    {"status": "sent", "run_id": run.run_id, "created_at": utcnow()},
+                    expect={"status": "queued"},
+                )  # fmt: skip
+                if started is None:
+                    raise SessionBusy("the queued message was started or cancelled meanwhile")
+                message = started
+            else:
+                message = message.model_copy(update={"run_id": run.run_id})
+                await self.store.insert_message(message)
+            await self.store.insert_run(run)
+        except BaseException:
+            await self._unclaim(run, session.status)
+            raise
+        await self.bus.publish(
+            session.session_id, "message.created", {"message": message.model_dump(mode="json")},
+            run.run_id,
+        )  # fmt: skip
+        await self._queue(run, 0)
+        return message, run
+
+    async def _announce_queued(self, message: Message) -> None:
+        """Publish message.queued, before the write that queues it: once written, it may
+        start at once, and its message.created must follow this event."""
+        await self.bus.publish(
+            message.session_id, "message.queued", {"message": message.model_dump(mode="json")}
+        )
+
+    async def start_next_queued(self, user_id: str, session_id: str) -> tuple[Message, Run] | None:
+        """Start the session's next queued message if the session is idle; None if none did."""
+        for _ in range(_START_TRIES):
+            session = await self.store.get_session(user_id, session_id)
+            if session is None or session.active_run_id is not None:
+                return None
+            queued = await self.store.list_queued_messages(user_id=user_id, session_id=session_id)
+            message = next_in_queue(queued)
+            if message is None:
+                return None
+            try:
+                return await self._start_run(session, message)
+            except SessionBusy:
+                continue  # the session was claimed (seen next time) or the message taken
+        return None
+
+    async def _requeue_unused_amendments(self, ended: Run) -> None:
+        """Queue each amendment of the ended run that no completed stage had in its prompt."""
+        used = {
+            m for stage in ended.stages if stage.status == "completed" for m in stage.amendments
+        }
+        for message_id in ended.amendments:
+            if message_id in used:
+                continue
+            linked = {"status": "sent", "run_id": ended.run_id}
+            amendment = await self.store.update_message(
+                ended.user_id, message_id, {}, expect=linked
+            )
+            if amendment is None:  # queued already, at an earlier end of this run
+                continue
+            await self._announce_queued(
+                amendment.model_copy(update={"status": "queued", "run_id": None})
+            )
+            await self.store.update_message(
+                ended.user_id, message_id, {"status": "queued", "run_id": None}, expect=linked
+            )
+
+    async def _queue_after_end(self, ended: Run) -> None:
+        """After a run ended: its unused amendments join the queue; the next queued starts.
+
+        A failure here is logged, never raised: the run has ended, and the reaper starts
+        what was left queued.
+        """
+        try:
+            await self._requeue_unused_amendments(ended)
+            await self.start_next_queued(ended.user_id, ended.session_id)
+        except Exception:
+            log.exception("starting the next queued message of session %s", ended.session_id)
