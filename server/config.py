@@ -66,6 +66,18 @@ def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _notifications(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the webhook delivery and presence settings (docs/webhooks.md)."""
+    d = Settings
+    return {
+        "webhook_timeout_s": _float(env, "WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+        "webhook_max_attempts": _int(env, "WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, 1),
+        "webhook_backoff_base_s": _float(env, "WEBHOOK_BACKOFF_BASE_S", d.webhook_backoff_base_s),
+        "webhook_backoff_max_s": _float(env, "WEBHOOK_BACKOFF_MAX_S", d.webhook_backoff_max_s),
+        "presence_ttl_s": _float(env, "PRESENCE_TTL_S", d.presence_ttl_s),
+    }
+
+
 @dataclass(frozen=True)
 class Limits:
     """Rate limits; each is (count, window in seconds)."""
@@ -154,6 +166,14 @@ class Settings:
     # Open interfaces (API keys, SSE, the OpenAI-compatible endpoint).
     api_keys_per_user: int = 20
     sse_heartbeat_s: float = 15.0
+    # Notifications (docs/webhooks.md): each webhook POST's timeout; attempts per delivery,
+    # retried with exponential backoff and jitter; how long a watching socket counts as
+    # present without a refresh (its web process refreshes it every third of that).
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 6
+    webhook_backoff_base_s: float = 5.0
+    webhook_backoff_max_s: float = 600.0
+    presence_ttl_s: float = 30.0
 
     @property
     def production(self) -> bool:
@@ -240,6 +260,7 @@ class Settings:
             **_hardening(env),
             api_keys_per_user=_int(env, "API_KEYS_PER_USER", cls.api_keys_per_user, 1),
             sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", cls.sse_heartbeat_s),
+            **_notifications(env),
         )
         settings.validate()
         return settings
@@ -256,6 +277,7 @@ class Settings:
             raise ConfigError("WATCHDOG_INTERVAL_S must be > 0 and at most LEASE_TTL_S")
         if self.worker_grace_s < 0:
             raise ConfigError("WORKER_GRACE_S must be >= 0")
+        self._validate_notifications()
         self._validate_hardening()
         if self.production:
             if not self.secret_key or len(self.secret_key.encode()) < 32:
@@ -264,6 +286,14 @@ class Settings:
                 raise ConfigError("BCRYPT_ROUNDS must be >= 12 when ENV=production")
         elif self.secret_key is not None and len(self.secret_key.encode()) < 32:
             raise ConfigError("SECRET_KEY must be at least 32 bytes")
+
+    def _validate_notifications(self) -> None:
+        if min(self.webhook_timeout_s, self.webhook_backoff_base_s, self.presence_ttl_s) <= 0:
+            raise ConfigError(
+                "WEBHOOK_TIMEOUT_S, WEBHOOK_BACKOFF_BASE_S and PRESENCE_TTL_S must be > 0"
+            )
+        if self.webhook_backoff_max_s < self.webhook_backoff_base_s:
+            raise ConfigError("WEBHOOK_BACKOFF_MAX_S must be >= WEBHOOK_BACKOFF_BASE_S")
 
     def _validate_hardening(self) -> None:
         if self.production and not self.mongodb_url:

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
+from server.notify.webhooks import ENDING_EVENTS, notify_run
 from server.runs.queue import enqueue_stage
 from server.store.models import ACTIVE_RUN_STATUSES, Message, Run, RunStatus, Usage, utcnow
 
@@ -156,8 +157,23 @@ class RunEndings:
                     {"status": status, "active_run_id": None, "updated_at": now},
                     expect={"active_run_id": ended.run_id},
                 )  # fmt: skip
+                await self._after_end(ended)
                 return ended
         return None
+
+    async def _after_end(self, ended: Run) -> None:
+        """React to a run that reached a final status (called once, by the ending's winner).
+
+        The one hook for what follows a run's end: each reaction is a line here.
+        """
+        # Notify: the user's webhook, unless a socket of theirs watches the session.
+        event = ENDING_EVENTS.get(ended.status)
+        if event is not None:
+            await notify_run(self.store, self.redis, self.keys, ended, event)
+
+    async def _after_pause(self, run: Run) -> None:
+        """React to a run that started waiting for the user's approval (once per wait)."""
+        await notify_run(self.store, self.redis, self.keys, run, "run.awaiting_approval")
 
     async def cancel(self, run: Run, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as cancelled (unfinished stages too) and publish run.cancelled."""
