@@ -66,10 +66,22 @@ def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 def _notifications(env: Mapping[str, str]) -> dict[str, Any]:
     """Read the webhook delivery and presence settings (docs/webhooks.md)."""
     d = Settings
     return {
+        "webhook_allow_private": _optional_bool(env, "WEBHOOK_ALLOW_PRIVATE"),
         "webhook_timeout_s": _float(env, "WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
         "webhook_max_attempts": _int(env, "WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, 1),
         "webhook_backoff_base_s": _float(env, "WEBHOOK_BACKOFF_BASE_S", d.webhook_backoff_base_s),
@@ -174,11 +186,21 @@ class Settings:
     webhook_backoff_base_s: float = 5.0
     webhook_backoff_max_s: float = 600.0
     presence_ttl_s: float = 30.0
+    # Whether webhooks may reach loopback, private and link-local addresses (None: only
+    # outside production).
+    webhook_allow_private: bool | None = None
 
     @property
     def production(self) -> bool:
         """Whether the stricter production rules apply."""
         return self.env == "production"
+
+    @property
+    def webhook_private_ok(self) -> bool:
+        """Whether webhook deliveries may go to non-public addresses."""
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return not self.production
 
     @property
     def reaper_min_age_s(self) -> float:

@@ -172,6 +172,10 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
             "retry; doubled for each next one, with jitter (half fixed, half random)"),
         Var("WEBHOOK_BACKOFF_MAX_S", "webhook_backoff_max_s", "the longest wait between "
             "two attempts"),
+        Var("WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private", "`1`: webhooks may reach "
+            "loopback, private, link-local and other non-public addresses; `0`: such "
+            "addresses (as written in the URL or as its name resolves) fail the delivery at "
+            "once; unset: `0` when `ENV=production`, else `1`", sample="0"),
         Var("PRESENCE_TTL_S", "presence_ttl_s", "a socket or SSE stream watching a session "
             "counts as present this long unless its web process refreshes it (every third "
             "of it); a crashed process's watchers lapse after it"),

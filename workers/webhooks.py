@@ -12,19 +12,29 @@ exponential backoff and jitter (a 429's Retry-After is honoured up to the backof
 up to WEBHOOK_MAX_ATTEMPTS; any other answer (3xx, 4xx) is final. Every attempt is
 recorded in the delivery's ``attempt_log``, conditionally on the attempts before it, so
 two executions of one job never log the same attempt twice.
+
+Unless WEBHOOK_ALLOW_PRIVATE (the default outside production), a URL whose address —
+written in it, or as its name resolves — is not public (loopback, private, link-local...)
+fails at once: users cannot make the workers probe internal hosts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from server.config import Settings
 from server.store.base import Store
@@ -42,6 +52,51 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+class BlockedAddress(OSError):
+    """The webhook's host is not a public address (and private ones are not allowed)."""
+
+
+def _public(host: str) -> bool:
+    """Whether an IP address is a public unicast one; False for anything not an address."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _literal_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolve names as usual but keep only public addresses (so the check holds for the
+    very address connected to: a name cannot resolve differently between check and use)."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve ``host``; raise BlockedAddress if none of its addresses is public."""
+        found = await self._inner.resolve(host, port, family)
+        public = [info for info in found if _public(info["host"])]
+        if not public:
+            raise BlockedAddress(f"{host} has no public address")
+        return public
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self._inner.close()
+
+
 @dataclass(frozen=True)
 class Answer:
     """How one POST went: a status code, or the error that kept it from getting one."""
@@ -49,6 +104,7 @@ class Answer:
     status_code: int | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    blocked: bool = False  # the address is not allowed: final
 
     @property
     def ok(self) -> bool:
@@ -59,7 +115,9 @@ class Answer:
     def retryable(self) -> bool:
         """No answer at all, a 5xx or a 429."""
         code = self.status_code
-        return code is None or code >= 500 or code == 429
+        if code is None:
+            return not self.blocked
+        return code >= 500 or code == 429
 
 
 class WebhookSender:
@@ -72,12 +130,16 @@ class WebhookSender:
         self._base_s = settings.webhook_backoff_base_s
         self._max_s = settings.webhook_backoff_max_s
         self._rng = rng or random.Random()
+        self._private_ok = settings.webhook_private_ok
         self._http: aiohttp.ClientSession | None = None
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
+            options: dict[str, Any] = {}
+            if not self._private_ok:
+                options["connector"] = aiohttp.TCPConnector(resolver=PublicOnlyResolver())
             self._http = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": USER_AGENT}
+                timeout=self._timeout, headers={"User-Agent": USER_AGENT}, **options
             )
         return self._http
 
@@ -117,6 +179,9 @@ class WebhookSender:
         return delay if retry else None
 
     async def _post(self, url: str, secret: str, delivery: WebhookDelivery) -> Answer:
+        host = URL(url).host or ""
+        if not self._private_ok and _literal_ip(host) and not _public(host):
+            return Answer(error=f"{host} is not a public address", blocked=True)
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -133,6 +198,10 @@ class WebhookSender:
                 return Answer(resp.status, error, waited)
         except TimeoutError:
             return Answer(error=f"timed out after {self._timeout.total} s")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddress):
+                return Answer(error=str(exc.os_error), blocked=True)
+            return Answer(error=_short(f"{type(exc).__name__}: {exc}"))
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Answer(error=_short(f"{type(exc).__name__}: {exc}"))
 

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from server import keys
 from server.config import Settings
+from server.store.models import Webhook, WebhookDelivery
 from tests.helpers import TestUser, make_user
 from tests.workers.conftest import start_run, wait_run
 from tests.workers.webhook_support import Receiver, doc_verify, start_receiver
+from workers.inprocess import InProcessWorker
+from workers.webhooks import WebhookSender
 
 Client = TestClient[Any, web.Application]
 verify = doc_verify()
@@ -234,3 +237,71 @@ async def test_awaiting_approval_notifies(stack: Client, receiver: Receiver) -> 
     body = json.loads(got.body)
     assert got.headers["X-Chorus-Event"] == body["event"] == "run.awaiting_approval"
     assert body["data"]["run_id"] == run.run_id
+
+
+async def test_a_queued_delivery_waits_for_a_worker(
+    app: Client, run_settings: Settings, receiver: Receiver
+) -> None:
+    """The delivery is a job in Redis: scheduled while no worker runs (as across a restart),
+    it is made by the worker that starts later."""
+    user = await make_user(app)
+    await set_webhook(app, user, receiver.url)
+    resp = await app.post("/api/v1/webhook/test", headers=user.auth)
+    assert resp.status == 202
+    assert (await deliveries(app, user))[0]["status"] == "pending"
+    async with InProcessWorker(run_settings, app.app[keys.PIPELINES]):
+        delivery = await finished_delivery(app, user)
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", 1)
+    assert len(receiver.requests) == 1
+
+
+async def _one_attempt(app: Client, settings: Settings, url: str) -> WebhookDelivery:
+    """Make one attempt of a fresh delivery to ``url`` with these settings; return it after."""
+    store = app.app[keys.STORE]
+    await store.put_webhook(Webhook(user_id="ann", url=url, secret="s" * 20))
+    delivery = WebhookDelivery(user_id="ann", event="webhook.test", body="{}")
+    await store.insert_webhook_delivery(delivery)
+    sender = WebhookSender(store, settings)
+    try:
+        await sender.attempt(delivery.delivery_id)
+    finally:
+        await sender.close()
+    after = await store.get_webhook_delivery(delivery.delivery_id)
+    assert after is not None
+    return after
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+async def test_private_addresses_can_be_refused(
+    app: Client, run_settings: Settings, receiver: Receiver, host: str
+) -> None:
+    strict = run_settings.replace(webhook_allow_private=False)
+    url = receiver.url.replace("127.0.0.1", host)
+    delivery = await _one_attempt(app, strict, url)
+    assert (delivery.status, delivery.attempts, delivery.status_code) == ("failed", 1, None)
+    assert delivery.error is not None and "public address" in delivery.error
+    assert receiver.requests == []
+    allowed = await _one_attempt(app, run_settings, receiver.url)  # the development default
+    assert allowed.status == "delivered"
+
+
+async def test_a_timeout_is_retried(app: Client, run_settings: Settings) -> None:
+    never = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response()
+
+    slow = web.Application()
+    slow.router.add_post("/hook", hang)
+    server = TestServer(slow, host="127.0.0.1")
+    await server.start_server()
+    try:
+        quick = run_settings.replace(webhook_timeout_s=0.2)
+        delivery = await _one_attempt(app, quick, str(server.make_url("/hook")))
+    finally:
+        never.set()
+        await server.close()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.error == "timed out after 0.2 s"
+    assert delivery.next_attempt_at is not None
