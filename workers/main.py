@@ -118,6 +118,7 @@ def worker_options(
                 metered(deliver_webhook, job_metrics),
                 name=WEBHOOK_JOB,
                 max_tries=settings.webhook_max_attempts + 5,
+                timeout=settings.webhook_timeout_s + 30,
             ),
         ],
         "cron_jobs": [cron(reaper, second=reaper_seconds(settings), run_at_startup=True)],

@@ -1,12 +1,13 @@
 """Presence: whether anyone is watching a session, as any process (web or worker) sees it.
 
 Each web process's EventHub tells its ``Presence`` when a local subscriber (a WebSocket,
-an SSE stream, a streaming ``/v1`` request) starts or stops following a session. Redis
-keeps one sorted set per session: member a subscriber id, score its expiry (ms, Redis
-clock). The process refreshes its entries every third of ``PRESENCE_TTL_S``, removes
-an entry when its subscriber leaves, and a crashed process's entries lapse after the
-TTL. ``watching`` counts a session's entries not yet expired. Only the session's owner
-can subscribe to it, so a watcher is always a socket of the session's user.
+an SSE stream, a ``/v1/chat/completions`` request waiting for its run) starts or stops
+following a session. Redis keeps one sorted set per session: member a subscriber id,
+score its expiry (ms, Redis clock). The process refreshes its entries every third of
+``PRESENCE_TTL_S``, removes an entry when its subscriber leaves, and a crashed
+process's entries lapse after the TTL. ``watching`` counts a session's entries not yet
+expired. Only the session's owner can subscribe to it, so a watcher is always a socket
+(or stream) of the session's user.
 
 Presence is best effort: a Redis error while entering or leaving is logged, and the next
 refresh (or the TTL) mends it; subscribing never fails because of it.
