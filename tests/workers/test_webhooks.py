@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from arq import Retry
+from redis.exceptions import RedisError
 
 from server import keys
 from server.config import Settings
@@ -18,7 +20,9 @@ from server.store.models import Webhook, WebhookDelivery
 from tests.helpers import TestUser, make_user
 from tests.workers.conftest import start_run, wait_run
 from tests.workers.webhook_support import Receiver, doc_verify, start_receiver
+from workers.context import DEPS, WorkerDeps
 from workers.inprocess import InProcessWorker
+from workers.jobs import deliver_webhook
 from workers.webhooks import WebhookSender
 
 Client = TestClient[Any, web.Application]
@@ -305,3 +309,18 @@ async def test_a_timeout_is_retried(app: Client, run_settings: Settings) -> None
     assert (delivery.status, delivery.attempts) == ("pending", 1)
     assert delivery.error == "timed out after 0.2 s"
     assert delivery.next_attempt_at is not None
+
+
+async def test_a_store_or_redis_error_retries_the_job(
+    worker: WorkerDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the receiver's failure: no attempt is counted, the job itself is retried."""
+    assert worker.webhooks is not None
+
+    async def broken(delivery_id: str) -> float | None:
+        raise RedisError("connection lost")
+
+    monkeypatch.setattr(worker.webhooks, "attempt", broken)
+    with pytest.raises(Retry) as retried:
+        await deliver_webhook({DEPS: worker, "job_try": 2}, "some-delivery")
+    assert retried.value.defer_score is not None
