@@ -28,6 +28,7 @@ WEBHOOK_JOB = "deliver_webhook"
 SECRET_PREFIX = "whsec_"
 # The run statuses whose ending is notified (a cancel is the user's own doing).
 ENDING_EVENTS: dict[str, WebhookEvent] = {"completed": "run.completed", "failed": "run.failed"}
+DELIVERIES_KEPT = 100  # per user: older deliveries leave the log as new ones are made
 
 
 def new_secret() -> str:
@@ -70,6 +71,7 @@ async def schedule_delivery(
     delivery.body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
     await store.insert_webhook_delivery(delivery)
     await enqueue_delivery(redis, keys, delivery.delivery_id)
+    await store.prune_webhook_deliveries(user_id, keep=DELIVERIES_KEPT)
     return delivery
 
 

@@ -183,3 +183,6 @@ class Store(Protocol):
 
     async def list_webhook_deliveries(self, user_id: str, *, limit: int) -> list[WebhookDelivery]:
         """Return the user's ``limit`` newest deliveries, newest first."""
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""

@@ -407,3 +407,17 @@ class MongoStore:
         return await self._many(
             WebhookDelivery, "webhook_deliveries", _eq(user_id=user_id), sort=order, limit=limit
         )
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""
+        newest: list[Doc] = []
+        if keep > 0:  # Mongo reads limit 0 as "no limit"
+            order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+            cursor = self._db["webhook_deliveries"].find(
+                _eq(user_id=user_id), {"_id": 1}, sort=order, limit=keep
+            )
+            newest = await cursor.to_list()
+        deleted = await self._db["webhook_deliveries"].delete_many(
+            {"user_id": {"$eq": user_id}, "_id": {"$nin": [doc["_id"] for doc in newest]}}
+        )
+        return deleted.deleted_count

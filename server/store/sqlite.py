@@ -373,3 +373,12 @@ class SqliteStore:
             "ORDER BY created_at DESC, id DESC LIMIT ?"
         )
         return _load(WebhookDelivery, await self._rows(sql, (user_id, limit)))
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""
+        sql = (
+            "DELETE FROM webhook_deliveries WHERE user_id = ? AND id NOT IN ("
+            "SELECT id FROM webhook_deliveries WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ?) RETURNING id"
+        )
+        return len(await self._write(sql, (user_id, user_id, max(keep, 0))))

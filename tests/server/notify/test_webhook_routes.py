@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.notify import webhooks
 from tests.helpers import error_of, make_user
 
 Client = TestClient[Any, web.Application]
@@ -98,3 +100,19 @@ async def test_webhook_needs_auth(client: Client) -> None:
     assert await error_of(await client.get(HOOK)) == (401, "unauthorized")
     resp = await client.put(HOOK, json={"url": "https://example.test/a"})
     assert await error_of(resp) == (401, "unauthorized")
+
+
+async def test_the_log_keeps_the_newest(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhooks, "DELIVERIES_KEPT", 2)
+    user = await make_user(client)
+    await client.put(HOOK, json={"url": "https://example.test/a"}, headers=user.auth)
+    made = []
+    for _ in range(3):
+        resp = await client.post(f"{HOOK}/test", headers=user.auth)
+        delivery = (await resp.json())["delivery"]
+        made.append(delivery["delivery_id"])
+        # The next one in a later millisecond (timestamps have ms precision), so which
+        # are the newest is not decided by a tie.
+        await asyncio.sleep(0.002)
+    log = await (await client.get(f"{HOOK}/deliveries", headers=user.auth)).json()
+    assert [d["delivery_id"] for d in log["items"]] == made[:0:-1]

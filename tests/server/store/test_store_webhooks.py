@@ -63,3 +63,17 @@ async def test_delivery_update_is_conditional(store: Store, make: Any) -> None:
     assert again is None
     assert await store.get_webhook_delivery(delivery.delivery_id) == updated
     assert await store.update_webhook_delivery("missing", {"attempts": 1}) is None
+
+
+async def test_prune_keeps_the_newest_of_one_user(store: Store, make: Any) -> None:
+    mine = [_delivery("ann", created_at=make.at(i)) for i in range(5)]
+    theirs = _delivery("bob", created_at=make.at(0))
+    for delivery in [*mine, theirs]:
+        await store.insert_webhook_delivery(delivery)
+    assert await store.prune_webhook_deliveries("ann", keep=2) == 3
+    kept = await store.list_webhook_deliveries("ann", limit=10)
+    assert [d.delivery_id for d in kept] == [mine[4].delivery_id, mine[3].delivery_id]
+    assert await store.prune_webhook_deliveries("ann", keep=2) == 0
+    assert await store.get_webhook_delivery(theirs.delivery_id) == theirs
+    assert await store.prune_webhook_deliveries("ann", keep=0) == 2
+    assert await store.list_webhook_deliveries("ann", limit=10) == []
