@@ -55,3 +55,8 @@ _.user_sockets  # SocketLimits: the limits tests read it
 _.all_vars  # config_docs: the docs and deployment tests
 _.sample  # config_docs.Var: the docs tests
 _.streams  # api.operations.Operation: the OpenAPI tests
+
+# The webhook delivery log's fields (stored, answered by GET /api/v1/webhook/deliveries).
+_.at
+_.duration_ms
+_.next_attempt_at

@@ -23,6 +23,8 @@ from server.cors import setup_cors
 from server.errors import error_middleware
 from server.metrics import Metrics
 from server.middlewares import hide_server_version, reject_undecodable, request_context
+from server.notify.routes import routes as webhook_routes
+from server.notify.routes import webhooks_ctx
 from server.openai_api.routes import routes as openai_routes
 from server.pipelines import AgentRegistry
 from server.pipelines.routes import routes as pipeline_routes
@@ -81,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(run_service_ctx)
     app.cleanup_ctx.append(api_keys_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)
     setup_sessions(app, _cookie_storage(settings))
     app.add_routes(health_routes)
     setup_metrics(app)
@@ -91,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(pipeline_routes)
     app.add_routes(usage_routes)
     app.add_routes(api_key_routes)
+    app.add_routes(webhook_routes)
     app.add_routes(openai_routes)
     setup_ws(app)
     setup_openapi(app)

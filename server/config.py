@@ -78,6 +78,30 @@ def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _notifications(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the webhook delivery and presence settings (docs/webhooks.md)."""
+    d = Settings
+    return {
+        "webhook_allow_private": _optional_bool(env, "WEBHOOK_ALLOW_PRIVATE"),
+        "webhook_timeout_s": _float(env, "WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+        "webhook_max_attempts": _int(env, "WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, 1),
+        "webhook_backoff_base_s": _float(env, "WEBHOOK_BACKOFF_BASE_S", d.webhook_backoff_base_s),
+        "webhook_backoff_max_s": _float(env, "WEBHOOK_BACKOFF_MAX_S", d.webhook_backoff_max_s),
+        "presence_ttl_s": _float(env, "PRESENCE_TTL_S", d.presence_ttl_s),
+    }
+
+
 @dataclass(frozen=True)
 class Limits:
     """Rate limits; each is (count, window in seconds)."""
@@ -171,11 +195,29 @@ class Settings:
     # Open interfaces (API keys, SSE, the OpenAI-compatible endpoint).
     api_keys_per_user: int = 20
     sse_heartbeat_s: float = 15.0
+    # Notifications (docs/webhooks.md): each webhook POST's timeout; attempts per delivery,
+    # retried with exponential backoff and jitter; how long a watching socket counts as
+    # present without a refresh (its web process refreshes it every third of that).
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 6
+    webhook_backoff_base_s: float = 5.0
+    webhook_backoff_max_s: float = 600.0
+    presence_ttl_s: float = 30.0
+    # Whether webhooks may reach loopback, private and link-local addresses (None: only
+    # outside production).
+    webhook_allow_private: bool | None = None
 
     @property
     def production(self) -> bool:
         """Whether the stricter production rules apply."""
         return self.env == "production"
+
+    @property
+    def webhook_private_ok(self) -> bool:
+        """Whether webhook deliveries may go to non-public addresses."""
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return not self.production
 
     @property
     def reaper_min_age_s(self) -> float:
@@ -259,6 +301,7 @@ class Settings:
             **_hardening(env),
             api_keys_per_user=_int(env, "API_KEYS_PER_USER", cls.api_keys_per_user, 1),
             sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", cls.sse_heartbeat_s),
+            **_notifications(env),
         )
         settings.validate()
         return settings
@@ -276,6 +319,7 @@ class Settings:
             raise ConfigError("WATCHDOG_INTERVAL_S must be > 0 and at most LEASE_TTL_S")
         if self.worker_grace_s < 0:
             raise ConfigError("WORKER_GRACE_S must be >= 0")
+        self._validate_notifications()
         self._validate_hardening()
         if self.production:
             if not self.secret_key or len(self.secret_key.encode()) < 32:
@@ -288,6 +332,14 @@ class Settings:
     def _validate_approvals(self) -> None:
         if not 0 <= self.approval_timeout_s <= _YEAR_S:  # also refuses nan and inf
             raise ConfigError(f"APPROVAL_TIMEOUT_S must be between 0 and {_YEAR_S:g} (a year)")
+
+    def _validate_notifications(self) -> None:
+        if min(self.webhook_timeout_s, self.webhook_backoff_base_s, self.presence_ttl_s) <= 0:
+            raise ConfigError(
+                "WEBHOOK_TIMEOUT_S, WEBHOOK_BACKOFF_BASE_S and PRESENCE_TTL_S must be > 0"
+            )
+        if self.webhook_backoff_max_s < self.webhook_backoff_base_s:
+            raise ConfigError("WEBHOOK_BACKOFF_MAX_S must be >= WEBHOOK_BACKOFF_BASE_S")
 
     def _validate_hardening(self) -> None:
         if self.production and not self.mongodb_url:

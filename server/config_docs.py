@@ -170,6 +170,23 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
         Var("SSE_HEARTBEAT_S", "sse_heartbeat_s", "idle time after which SSE streams "
             "(session events, `/v1/chat/completions`) send a `: ping` comment"),
     )),
+    ("Notifications (docs/webhooks.md)", (
+        Var("WEBHOOK_TIMEOUT_S", "webhook_timeout_s", "each webhook POST's deadline, "
+            "connecting included; a timeout is retried"),
+        Var("WEBHOOK_MAX_ATTEMPTS", "webhook_max_attempts", "POSTs per delivery at most "
+            "(connection errors, timeouts, 5xx and 429 are retried; other answers are final)"),
+        Var("WEBHOOK_BACKOFF_BASE_S", "webhook_backoff_base_s", "wait before the first "
+            "retry; doubled for each next one, with jitter (half fixed, half random)"),
+        Var("WEBHOOK_BACKOFF_MAX_S", "webhook_backoff_max_s", "the longest wait between "
+            "two attempts"),
+        Var("WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private", "`1`: webhooks may reach "
+            "loopback, private, link-local and other non-public addresses; `0`: such "
+            "addresses (as written in the URL or as its name resolves) fail the delivery at "
+            "once; unset: `0` when `ENV=production`, else `1`", sample="0"),
+        Var("PRESENCE_TTL_S", "presence_ttl_s", "a socket or SSE stream watching a session "
+            "counts as present this long unless its web process refreshes it (every third "
+            "of it); a crashed process's watchers lapse after it"),
+    )),
 )  # fmt: skip
 
 

@@ -35,6 +35,14 @@ class RedisKeys:
         """Pub/sub channel carrying a session's live events."""
         return f"{self.prefix}:sess:{session_id}:live"
 
+    def session_watchers(self, session_id: str) -> str:
+        """Sorted set: ids of the subscribers watching a session -> expiry (ms, Redis clock)."""
+        return f"{self.prefix}:sess:{session_id}:watchers"
+
+    def webhook_job_id(self, delivery_id: str) -> str:
+        """Stable arq job id of a webhook delivery (its retries keep it)."""
+        return f"webhook:{delivery_id}"
+
     def run_cancel(self, run_id: str, generation: int) -> str:
         """Flag set when a run's cancel is requested, per generation; polled by the worker.
 

@@ -16,6 +16,7 @@ from server.runs.service import RunService
 from server.store.base import Store
 from workers.metrics import WorkerMetrics
 from workers.model_chain import ModelChain
+from workers.webhooks import WebhookSender
 
 DEPS = "chorus_deps"
 
@@ -34,6 +35,7 @@ class WorkerDeps:
     leases: LeaseBook
     runs: RunService
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    webhooks: WebhookSender | None = None
 
 
 def deps(ctx: dict[str, Any]) -> WorkerDeps:

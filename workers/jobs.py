@@ -1,4 +1,4 @@
-"""arq jobs: the stage job and the reaper of stale runs."""
+"""arq jobs: the stage job, webhook deliveries and the reaper of stale runs."""
 
 from __future__ import annotations
 
@@ -40,6 +40,20 @@ async def run_stage(ctx: dict[str, Any], run_id: str, stage_index: int, generati
             "stage %d of run %s met %r; retrying in %.1f s", stage_index, run_id, exc, delay
         )
         raise Retry(defer=delay) from exc
+
+
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> None:
+    """Make a webhook delivery's next attempt; retry the job after the backoff it asks for."""
+    d = deps(ctx)
+    assert d.webhooks is not None
+    try:
+        delay = await d.webhooks.attempt(delivery_id)
+    except TRANSIENT_ERRORS as exc:  # the store or Redis, not the receiver: no attempt made
+        delay = retry_delay(int(ctx.get("job_try", 1)))
+        log.warning("webhook delivery %s met %r; retrying in %.1f s", delivery_id, exc, delay)
+        raise Retry(defer=delay) from exc
+    if delay is not None:
+        raise Retry(defer=delay)
 
 
 async def reap_stale_runs(ctx: dict[str, Any]) -> int:

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings
 
 from server.config import Settings
 from server.events.bus import EventBus
+from server.notify.webhooks import WEBHOOK_JOB
 from server.pipelines import AgentRegistry
 from server.redis_client import redis_client
 from server.redis_keys import RedisKeys
@@ -24,10 +25,11 @@ from server.runs.service import RunDeps, RunService
 from server.store.factory import open_store
 from workers.arq_worker import ChorusWorker
 from workers.context import DEPS, WorkerDeps
-from workers.jobs import reap_stale_runs, run_stage
+from workers.jobs import deliver_webhook, reap_stale_runs, run_stage
 from workers.metrics import METRICS, WorkerMetrics, job_metrics, metered, worker_metrics
 from workers.model_chain import ModelChain
 from workers.watchdog import Watchdog
+from workers.webhooks import WebhookSender
 
 SETTINGS = "chorus_settings"
 REGISTRY = "chorus_registry"
@@ -56,7 +58,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx[DEPS] = WorkerDeps(
         settings=settings, redis=redis, keys=keys, store=store, bus=bus, registry=registry,
         chain=ModelChain(registry, settings, metrics=metrics.chain), leases=leases, runs=runs,
-        metrics=metrics,
+        metrics=metrics, webhooks=WebhookSender(store, settings),
     )  # fmt: skip
     watchdog = Watchdog(runs, leases, settings.watchdog_interval_s)
     ctx[WATCHDOG] = asyncio.create_task(watchdog.run(), name="chorus-lease-watchdog")
@@ -87,6 +89,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     d = ctx.pop(DEPS, None)
     if isinstance(d, WorkerDeps):
         await d.chain.close()
+        if d.webhooks is not None:
+            await d.webhooks.close()
         await d.store.close()
     redis = ctx.pop(REDIS, None)
     if isinstance(redis, ArqRedis):
@@ -106,7 +110,17 @@ def worker_options(
     keys = RedisKeys(settings.redis_key_prefix)
     reaper = metered(reap_stale_runs, job_metrics)
     return {
-        "functions": [metered(run_stage, job_metrics)],
+        "functions": [
+            metered(run_stage, job_metrics),
+            # Attempts are counted in the delivery log; arq's own count only has to let
+            # them all happen (plus a few retries after store or Redis errors).
+            func(
+                metered(deliver_webhook, job_metrics),
+                name=WEBHOOK_JOB,
+                max_tries=settings.webhook_max_attempts + 5,
+                timeout=settings.webhook_timeout_s + 30,
+            ),
+        ],
         "cron_jobs": [cron(reaper, second=reaper_seconds(settings), run_at_startup=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -14,6 +14,14 @@ from pydantic import BaseModel
 from server.api import responses as r
 from server.apikeys.schemas import ApiKeyCreated, ApiKeyList, CreateKeyBody
 from server.auth.schemas import LoginBody, RegisterBody
+from server.notify.schemas import (
+    DeliveriesQuery,
+    DeliveryEnvelope,
+    DeliveryList,
+    PutWebhookBody,
+    WebhookPut,
+    WebhookView,
+)
 from server.openai_api.schemas import (
     ChatCompletion,
     ChatCompletionBody,
@@ -182,6 +190,28 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", f"{V1}/api-keys/{{key_id}}"): Operation(
         "Revoke an API key; sockets it opened are closed", "api-keys", 204, None,
         errors=(*AUTH_ERRORS, 404),
+    ),
+    ("PUT", f"{V1}/webhook"): Operation(
+        "Set the caller's webhook (see docs/webhooks.md)", "webhook", 200, WebhookPut,
+        body=PutWebhookBody, errors=(*AUTH_ERRORS, *BODY_ERRORS),
+        description="`url`: http(s), at most 2048 characters (422 `invalid_request`). Without "
+        "`secret` the current secret is kept, or, for a new webhook, one is generated and "
+        "answered in `secret` this once.",
+    ),
+    ("GET", f"{V1}/webhook"): Operation(
+        "The caller's webhook (never its secret)", "webhook", 200, WebhookView,
+        errors=(*AUTH_ERRORS, 404),
+    ),
+    ("DELETE", f"{V1}/webhook"): Operation(
+        "Remove the caller's webhook", "webhook", 204, None, errors=(*AUTH_ERRORS, 404),
+    ),
+    ("POST", f"{V1}/webhook/test"): Operation(
+        "Send a `webhook.test` delivery now", "webhook", 202, DeliveryEnvelope,
+        errors=(*AUTH_ERRORS, 404),
+    ),
+    ("GET", f"{V1}/webhook/deliveries"): Operation(
+        "The delivery log: each delivery with its attempts, newest first", "webhook", 200,
+        DeliveryList, query=DeliveriesQuery, errors=(*AUTH_ERRORS, 422),
     ),
     ("GET", f"{V1}/sessions/{{session_id}}/events"): Operation(
         "The session's events as server-sent events (see docs/sse.md)", "sessions", 200,

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from server.events.presence import Presence
 from server.metrics import Metrics
 from server.redis_keys import RedisKeys
 
@@ -54,7 +55,7 @@ async def _aclose(pubsub: PubSub) -> None:
 class Subscription:
     """One sink's subscription to one session: buffers until ``go_live``, then forwards."""
 
-    __slots__ = ("_buffer", "_floor", "_hub", "channel", "session_id", "sink")
+    __slots__ = ("_buffer", "_floor", "_hub", "channel", "member", "session_id", "sink")
 
     def __init__(self, hub: EventHub, channel: bytes, session_id: str, sink: Sink) -> None:
         self._hub = hub
@@ -63,6 +64,7 @@ class Subscription:
         self.sink = sink
         self._buffer: list[tuple[int, bytes]] | None = []
         self._floor = 0
+        self.member: str | None = None  # its id in the session's presence set
 
     def deliver(self, seq: int, frame: bytes) -> None:
         """Take one live event: keep it while buffering, else push it to the sink."""
@@ -109,12 +111,15 @@ class EventHub:
         # Capped at 1 s: back on pub/sub soon after Redis, so stages restarted after an
         # outage mostly reach clients live rather than through a REST resync.
         backoff_s: tuple[float, float] = (0.05, 1.0),
+        presence: Presence | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._metrics = metrics
         self._subscribe_timeout_s = subscribe_timeout_s
         self._backoff_s = backoff_s
+        # Told who watches which session, so any process can ask (docs/webhooks.md).
+        self._presence = presence
         self._revocations = keys.revocations_channel().encode()
         self._topics: dict[bytes, _Topic] = {}
         self._sinks: dict[Sink, str] = {}
@@ -176,10 +181,17 @@ class EventHub:
         try:
             async with asyncio.timeout(self._subscribe_timeout_s):
                 await topic.ready.wait()
+            if self._presence is not None:
+                sub.member = await self._presence.enter(session_id)
         except BaseException:
             sub.cancel()
             raise
         return sub
+
+    async def settled(self) -> None:
+        """Wait until Redis no longer counts the subscribers that left as watching."""
+        if self._presence is not None:
+            await self._presence.settled()
 
     def leave(self, sub: Subscription) -> None:
         """Drop a subscription; unsubscribe the channel after its last local subscriber."""
@@ -187,6 +199,8 @@ class EventHub:
         if topic is None or sub not in topic.subs:
             return
         del topic.subs[sub]
+        if self._presence is not None and sub.member is not None:
+            self._presence.leave(sub.session_id, sub.member)
         if not topic.subs:
             del self._topics[sub.channel]
             self._changes.put_nowait(sub.channel)

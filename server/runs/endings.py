@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
+from server.notify.webhooks import ENDING_EVENTS, notify_run
 from server.runs.queue import enqueue_stage
 from server.runs.starts import RunStarts
 from server.store.models import (
@@ -194,10 +195,6 @@ class RunEndings(RunStarts):
         await self._after_pause(paused)
         return paused
 
-    async def _after_pause(self, run: Run) -> None:
-        """A run started awaiting approval (the hook other features react in, e.g. notify)."""
-        log.info("run %s awaits approval of stage %s", run.run_id, run.awaiting_stage)
-
     async def end_awaiting(
         self, run: Run, error: str, event: str, data: dict[str, Any]
     ) -> Run | None:
@@ -275,8 +272,19 @@ class RunEndings(RunStarts):
         return None
 
     async def _after_end(self, ended: Run) -> None:
-        """React to a run's final status, its event published (the run-control features' hook)."""
+        """React to a run that reached a final status (called once, by the ending's winner,
+        after its run.<status> event): the one hook for what follows a run's end, a line
+        per reaction."""
+        # Notify: the user's webhook, unless a socket of theirs watches the session.
+        event = ENDING_EVENTS.get(ended.status)
+        if event is not None:
+            await notify_run(self.store, self.redis, self.keys, ended, event)
         await self._queue_after_end(ended)  # double texting: start the next queued message
+
+    async def _after_pause(self, run: Run) -> None:
+        """React to a run that started waiting for the user's approval (once per wait)."""
+        log.info("run %s awaits approval of stage %s", run.run_id, run.awaiting_stage)
+        await notify_run(self.store, self.redis, self.keys, run, "run.awaiting_approval")
 
     async def cancel(self, run: Run, expect: dict[str, Any] | None = None) -> Run | None:
         """End the run as cancelled (unfinished stages too) and publish run.cancelled."""

@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from server.store.models import ApiKey, ChatSession, LlmCall, Message, Run, UsageSummary, User
+from server.store.models import (
+    ApiKey,
+    ChatSession,
+    LlmCall,
+    Message,
+    Run,
+    UsageSummary,
+    User,
+    Webhook,
+    WebhookDelivery,
+)
 
 # Field values allowed in ``set_fields``/``expect``: JSON-like values, datetimes and
 # pydantic models (stored as their dump). Keys of ``set_fields`` may be dotted paths
@@ -169,3 +179,30 @@ class Store(Protocol):
 
     async def update_api_key(self, user_id: str, key_id: str, set_fields: Fields) -> ApiKey | None:
         """Set fields on the user's API key; return it updated, or None if absent."""
+
+    # webhooks (one per user) and their deliveries
+    async def put_webhook(self, webhook: Webhook) -> None:
+        """Insert or replace the user's webhook."""
+
+    async def get_webhook(self, user_id: str) -> Webhook | None:
+        """Return the user's webhook, if any."""
+
+    async def delete_webhook(self, user_id: str) -> bool:
+        """Delete the user's webhook; False if there was none."""
+
+    async def insert_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """Insert a delivery; raise DuplicateError if its id exists."""
+
+    async def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        """Return the delivery (any user's: for the worker delivering it)."""
+
+    async def update_webhook_delivery(
+        self, delivery_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> WebhookDelivery | None:
+        """Set fields if the delivery matches ``expect``; return it updated, else None."""
+
+    async def list_webhook_deliveries(self, user_id: str, *, limit: int) -> list[WebhookDelivery]:
+        """Return the user's ``limit`` newest deliveries, newest first."""
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""

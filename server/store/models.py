@@ -237,3 +237,55 @@ class UsageSummary(BaseModel):
     cost_usd: float = 0.0
     calls: int = 0
     days: list[DayUsage] = Field(default_factory=list)
+
+
+WebhookEvent = Literal["run.completed", "run.failed", "run.awaiting_approval", "webhook.test"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class Webhook(Doc):
+    """A user's webhook (one per user): where run notifications go and the signing secret."""
+
+    user_id: str
+    url: str
+    secret: str
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+
+    def public(self) -> dict[str, Any]:
+        """Return the webhook as the API shows it (never the secret)."""
+        return self.model_dump(mode="json", exclude={"secret", "user_id"})
+
+
+class WebhookAttempt(BaseModel):
+    """One POST of a delivery: its answer (status code) or why it got none (error)."""
+
+    attempt: int
+    at: Timestamp
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class WebhookDelivery(Doc):
+    """One notification to a user's webhook: the signed body, its attempts, how it ended.
+
+    ``delivery_id`` is sent as ``X-Chorus-Delivery`` and stays the same across retries;
+    ``body`` is the exact JSON sent every time (only the signature's timestamp changes).
+    """
+
+    delivery_id: str = Field(default_factory=new_id)
+    user_id: str
+    event: WebhookEvent
+    run_id: str | None = None
+    session_id: str | None = None
+    body: str
+    status: DeliveryStatus = "pending"
+    attempts: int = 0
+    status_code: int | None = None
+    error: str | None = None
+    attempt_log: list[WebhookAttempt] = Field(default_factory=list)
+    next_attempt_at: Timestamp | None = None
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+    finished_at: Timestamp | None = None

@@ -28,6 +28,8 @@ from server.store.models import (
     Run,
     UsageSummary,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,6 +37,7 @@ Doc = dict[str, Any]
 _NO_ID = {"_id": 0}
 _ID_FIELDS = {"users": "user_id", "sessions": "session_id", "messages": "message_id"}
 _ID_FIELDS |= {"runs": "run_id", "llm_calls": "call_id", "api_keys": "key_id"}
+_ID_FIELDS |= {"webhooks": "user_id", "webhook_deliveries": "delivery_id"}
 # (collection, name, keys, unique); "_id" ends sort keys so pagination ties are stable.
 _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ("users", "email_unique", [("email", ASCENDING)], True),
@@ -61,6 +64,12 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ("llm_calls", "user_created", [("user_id", 1), ("created_at", 1)], False),
     ("api_keys", "hash_unique", [("key_hash", 1)], True),
     ("api_keys", "user_created", [("user_id", 1), ("created_at", 1), ("_id", 1)], False),
+    (
+        "webhook_deliveries",
+        "user_created",
+        [("user_id", 1), ("created_at", -1), ("_id", -1)],
+        False,
+    ),
 )
 # $dateToString works in UTC unless told otherwise.
 _DAY = {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}}
@@ -388,3 +397,55 @@ class MongoStore:
         """Set fields on the user's API key; return it updated, or None if absent."""
         query = _eq(_id=key_id, user_id=user_id)
         return await self._update(ApiKey, "api_keys", query, set_fields, None)
+
+    async def put_webhook(self, webhook: Webhook) -> None:
+        """Insert or replace the user's webhook."""
+        # A plain equality on _id (a str, never an operator): the upsert takes its _id from it.
+        await self._db["webhooks"].find_one_and_update(
+            {"_id": webhook.user_id}, {"$set": webhook.model_dump()}, upsert=True
+        )
+
+    async def get_webhook(self, user_id: str) -> Webhook | None:
+        """Return the user's webhook, if any."""
+        return await self._one(Webhook, "webhooks", _eq(_id=user_id))
+
+    async def delete_webhook(self, user_id: str) -> bool:
+        """Delete the user's webhook; False if there was none."""
+        deleted = await self._db["webhooks"].delete_one(_eq(_id=user_id))
+        return deleted.deleted_count == 1
+
+    async def insert_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """Insert a delivery; raise DuplicateError if its id exists."""
+        await self._insert("webhook_deliveries", delivery)
+
+    async def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        """Return the delivery (any user's: for the worker delivering it)."""
+        return await self._one(WebhookDelivery, "webhook_deliveries", _eq(_id=delivery_id))
+
+    async def update_webhook_delivery(
+        self, delivery_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> WebhookDelivery | None:
+        """Set fields if the delivery matches ``expect``; return it updated, else None."""
+        query = _eq(_id=delivery_id)
+        return await self._update(WebhookDelivery, "webhook_deliveries", query, set_fields, expect)
+
+    async def list_webhook_deliveries(self, user_id: str, *, limit: int) -> list[WebhookDelivery]:
+        """Return the user's ``limit`` newest deliveries, newest first."""
+        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        return await self._many(
+            WebhookDelivery, "webhook_deliveries", _eq(user_id=user_id), sort=order, limit=limit
+        )
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""
+        newest: list[Doc] = []
+        if keep > 0:  # Mongo reads limit 0 as "no limit"
+            order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+            cursor = self._db["webhook_deliveries"].find(
+                _eq(user_id=user_id), {"_id": 1}, sort=order, limit=keep
+            )
+            newest = await cursor.to_list()
+        deleted = await self._db["webhook_deliveries"].delete_many(
+            {"user_id": {"$eq": user_id}, "_id": {"$nin": [doc["_id"] for doc in newest]}}
+        )
+        return deleted.deleted_count

@@ -30,6 +30,8 @@ from server.store.models import (
     Run,
     UsageSummary,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from server.store.sqlite_sql import (
     CLAIMED_SESSIONS,
@@ -359,3 +361,54 @@ class SqliteStore:
             "api_keys", "id = ? AND user_id = ?", [key_id, user_id], set_fields, None
         )
         return None if doc is None else ApiKey.model_validate_json(doc)
+
+    async def put_webhook(self, webhook: Webhook) -> None:
+        """Insert or replace the user's webhook."""
+        async with self._transaction() as conn:
+            await _exec(conn, "DELETE FROM webhooks WHERE id = ?", (webhook.user_id,))
+            await _exec(conn, "INSERT INTO webhooks (doc) VALUES (?)", (webhook.model_dump_json(),))
+
+    async def get_webhook(self, user_id: str) -> Webhook | None:
+        """Return the user's webhook, if any."""
+        rows = await self._rows("SELECT doc FROM webhooks WHERE id = ?", (user_id,))
+        return next(iter(_load(Webhook, rows)), None)
+
+    async def delete_webhook(self, user_id: str) -> bool:
+        """Delete the user's webhook; False if there was none."""
+        rows = await self._write("DELETE FROM webhooks WHERE id = ? RETURNING id", (user_id,))
+        return len(rows) == 1
+
+    async def insert_webhook_delivery(self, delivery: WebhookDelivery) -> None:
+        """Insert a delivery; raise DuplicateError if its id exists."""
+        await self._insert("webhook_deliveries", delivery)
+
+    async def get_webhook_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        """Return the delivery (any user's: for the worker delivering it)."""
+        rows = await self._rows("SELECT doc FROM webhook_deliveries WHERE id = ?", (delivery_id,))
+        return next(iter(_load(WebhookDelivery, rows)), None)
+
+    async def update_webhook_delivery(
+        self, delivery_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> WebhookDelivery | None:
+        """Set fields if the delivery matches ``expect``; return it updated, else None."""
+        doc = await self._update("webhook_deliveries", "id = ?", [delivery_id], set_fields, expect)
+        return None if doc is None else WebhookDelivery.model_validate_json(doc)
+
+    async def list_webhook_deliveries(self, user_id: str, *, limit: int) -> list[WebhookDelivery]:
+        """Return the user's ``limit`` newest deliveries, newest first."""
+        if limit <= 0:
+            return []
+        sql = (
+            "SELECT doc FROM webhook_deliveries WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+        return _load(WebhookDelivery, await self._rows(sql, (user_id, limit)))
+
+    async def prune_webhook_deliveries(self, user_id: str, *, keep: int) -> int:
+        """Delete the user's deliveries but the ``keep`` newest; return how many went."""
+        sql = (
+            "DELETE FROM webhook_deliveries WHERE user_id = ? AND id NOT IN ("
+            "SELECT id FROM webhook_deliveries WHERE user_id = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT ?) RETURNING id"
+        )
+        return len(await self._write(sql, (user_id, user_id, max(keep, 0))))

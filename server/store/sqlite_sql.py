@@ -16,6 +16,8 @@ _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "runs": ("run_id", ("session_id", "user_id", "status", "created_at", "updated_at")),
     "llm_calls": ("call_id", ("run_id", "user_id", "created_at")),
     "api_keys": ("key_id", ("user_id", "key_hash", "created_at")),
+    "webhooks": ("user_id", ()),
+    "webhook_deliveries": ("delivery_id", ("user_id", "created_at")),
 }
 _UPDATED = "json_extract(doc, '$.updated_at')"
 # Secondary indexes; the id column of every table gets a unique index too.
@@ -33,6 +35,7 @@ _INDEXES: tuple[tuple[str, str, str, bool], ...] = (
     ("llm_calls_user_created", "llm_calls", "user_id, created_at", False),
     ("api_keys_hash", "api_keys", "key_hash", True),
     ("api_keys_user_created", "api_keys", "user_id, created_at, id", False),
+    ("webhook_deliveries_user", "webhook_deliveries", "user_id, created_at DESC, id DESC", False),
 )
 # Sessions holding an active-run claim (few at any time): what the session repair scans.
 CLAIMED_SESSIONS = "json_extract(doc, '$.active_run_id')"

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from server import keys
 from server.events.hub import EventHub
+from server.events.presence import Presence
 from server.redis_client import redis_client
 from server.ws.connection import Connection
 from server.ws.http import websocket
@@ -31,9 +32,12 @@ def setup_ws(app: web.Application) -> None:
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run this process's EventHub (one Redis pub/sub connection) while the app runs."""
-    redis = redis_client(app[keys.SETTINGS], pubsub=True)  # its own: no socket timeout
-    hub = EventHub(redis, app[keys.REDIS_KEYS], app[keys.METRICS])
+    settings = app[keys.SETTINGS]
+    redis = redis_client(settings, pubsub=True)  # its own: no socket timeout
+    presence = Presence(app[keys.REDIS], app[keys.REDIS_KEYS], settings.presence_ttl_s)
+    hub = EventHub(redis, app[keys.REDIS_KEYS], app[keys.METRICS], presence=presence)
     app[keys.EVENT_HUB] = hub
+    presence.start()
     await hub.start()
     try:
         # Wait for the revocations channel, so a socket never misses its token's logout.
@@ -43,6 +47,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("event hub not connected to Redis yet; it keeps retrying")
     yield
     await hub.close()
+    await presence.close()
     await redis.aclose()
 
 

@@ -64,8 +64,13 @@ async def subscribe(conn: CommandContext, cmd_id: int, cmd: SubscribeCommand) ->
 
 @command("unsubscribe", UnsubscribeCommand)
 async def unsubscribe(conn: CommandContext, cmd_id: int, cmd: UnsubscribeCommand) -> None:
-    """Stop the session's events (a session not subscribed is answered the same)."""
+    """Stop the session's events (a session not subscribed is answered the same).
+
+    Answered once Redis no longer counts this socket as watching the session, so a run
+    ending after the answer notifies the user's webhook (docs/webhooks.md).
+    """
     conn.remove_subscription(cmd.session_id)
+    await conn.app[keys.EVENT_HUB].settled()
     conn.send_result(cmd_id, {})
 
 

@@ -6,6 +6,7 @@
 
 import { createApi, loadConfig, socketUrl } from "./api.js";
 import { ConnectionStatus, ErrorBanner, bindDemoBanner, createAnnouncer, updateEmptyState } from "./chrome.js";
+import { Notifier } from "./notify.js";
 import { SessionController } from "./session.js";
 import { bindAppShortcuts } from "./shortcuts.js";
 import { bindThemeSelect } from "./theme.js";
@@ -36,6 +37,7 @@ class App {
     this.banner = new ErrorBanner($("global-error"));
     this.announce = createAnnouncer($("announcer"));
     this.connection = new ConnectionStatus($("conn-status"));
+    this.notifier = new Notifier({ onOpen: (id) => this.navigate(id) });
     this.api = createApi(config.apiBase, { onUnauthorized: () => this.signOut(EXPIRED) });
     // Tabs tell each other about a sign-out, so the others give the true reason.
     this.channel = "BroadcastChannel" in window ? new BroadcastChannel("chorus-auth") : null;
@@ -95,6 +97,7 @@ class App {
   bindChrome() {
     bindDemoBanner($("demo-banner"), this.config.demoModel);
     bindThemeSelect($("theme-select"));
+    this.notifier.bindSwitch($("notify-switch"), $("notify-switch-label"));
     const search = $("session-search");
     let searchTimer = null;
     search.addEventListener("input", () => {
@@ -245,6 +248,8 @@ class App {
     this.conversation.showLoading(id);
     this.sidebar.setActive(id);
     this.toggleSidebar(false);
+    // Events older than this (server clock) are the session's history, not news.
+    const since = Date.now() - this.api.clockSkewMs;
     this.session = new SessionController(id, {
       api: this.api,
       socket: this.socket,
@@ -254,6 +259,8 @@ class App {
         onError: (message, retry, key) => this.showError(message, retry, key),
         onLoaded: () => this.clearError("session-load"),
         onTitle: (session) => this.sidebar.update(session),
+        onEvent: (ev) =>
+          this.notifier.onEvent(ev, { sessionId: id, title: this.session?.model.session?.title ?? "", since }),
       },
     });
     this.session.open();

@@ -32,7 +32,8 @@ export class SessionController {
   /**
    * hooks: onChange(model) after any change; onGone(id) when the session does not exist;
    * onError(message, retry?, key?) for failures outside the composer (key "session-load"
-   * for a snapshot that could not load); onLoaded() once a snapshot is in; onTitle(session).
+   * for a snapshot that could not load); onLoaded() once a snapshot is in; onTitle(session);
+   * onEvent(ev) for each event received (live or replayed), before it is applied.
    */
   constructor(sessionId, { api, socket, hooks }) {
     this.sessionId = sessionId;
@@ -141,6 +142,7 @@ export class SessionController {
 
   onEvent(ev) {
     if (this.closed) return;
+    this.hooks.onEvent?.(ev);
     if (this.loading) this.held.push(ev);
     else this.applyEvent(ev);
   }

@@ -35,13 +35,6 @@ class FakeSink:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def bus(redis: Redis) -> EventBus:
     return EventBus(redis, KEYS, history=100, ttl_s=60)
 

@@ -1,0 +1,1 @@
+"""Notifications: a per-user webhook told when a run ends or waits (signed, retried, logged)."""
