@@ -54,3 +54,10 @@ _.user_sockets  # SocketLimits: the limits tests read it
 _.all_vars  # config_docs: the docs and deployment tests
 _.sample  # config_docs.Var: the docs tests
 _.streams  # api.operations.Operation: the OpenAPI tests
+
+# pydantic-settings hooks (server/config.py): the library calls them, with its signature.
+_.settings_customise_sources
+_.env_settings
+_.dotenv_settings
+_.file_secret_settings
+_._load_env_vars

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 
 from server import keys
 from server.app import create_app
-from server.config import Limits, Settings
+from server.config import Limits, Settings, secret
 from tests.conftest import ClientFactory
 from tests.helpers import TestUser
 from workers.context import WorkerDeps, deps
@@ -62,7 +62,7 @@ async def app(aiohttp_client: ClientFactory, run_settings: Settings) -> Client:
 async def worker(app: Client, run_settings: Settings) -> AsyncIterator[WorkerDeps]:
     """A worker's services, built by its real start-up; no job loop and no watchdog ticking
     behind the test's back (the test calls what the watchdog would)."""
-    redis = ArqRedis.from_url(run_settings.redis_url or "")
+    redis = ArqRedis.from_url(secret(run_settings.redis_url) or "")
     ctx: dict[str, Any] = {
         "redis": redis, SETTINGS: run_settings, REGISTRY: app.app[keys.PIPELINES],
         METRICS: WorkerMetrics(),
