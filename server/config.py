@@ -121,7 +121,13 @@ class _MappingSource(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k: v for k, v in self._mapping.items() if v != "" or not self.env_ignore_empty}
+        # The fields' variables only (not a lowercase ``port`` by field name), empty = unset.
+        names = {f.validation_alias for f in self.settings_cls.model_fields.values()}
+        return {
+            k: v
+            for k, v in self._mapping.items()
+            if k in names and (v != "" or not self.env_ignore_empty)
+        }
 
 
 class Limits(_Frozen):

@@ -49,6 +49,7 @@ def test_direct_construction_reads_no_environment(monkeypatch: pytest.MonkeyPatc
 def test_from_env_reads_only_the_mapping_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "9999")
     assert Settings.from_env({}).port == 8080
+    assert Settings.from_env({"port": "1", "limits": "{}"}).port == 8080  # variables only
 
 
 @pytest.mark.parametrize(
