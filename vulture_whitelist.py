@@ -60,3 +60,9 @@ _.streams  # api.operations.Operation: the OpenAPI tests
 _.at
 _.duration_ms
 _.next_attempt_at
+# pydantic-settings hooks (server/config.py): the library calls them, with its signature.
+_.settings_customise_sources
+_.env_settings
+_.dotenv_settings
+_.file_secret_settings
+_._load_env_vars

@@ -39,7 +39,9 @@ def without_takeovers(options: dict[str, Any]) -> dict[str, Any]:
 
 async def serve(settings: Settings, arq_recovery: bool) -> None:
     """Run the plain arq worker until SIGTERM."""
-    registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
+    registry = AgentRegistry.load(
+        settings.pipelines_file, demo_url=settings.demo_model_url, keys=settings.provider_keys
+    )
     options = worker_options(settings, registry)
     for chorus_only in ("wake_channel", "wake_client"):  # ChorusWorker's wake-up
         options.pop(chorus_only, None)

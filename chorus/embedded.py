@@ -77,6 +77,10 @@ async def embedded_services(settings: Settings) -> AsyncIterator[Embedded]:
         settings = await start_demo_model_if_needed(stack, settings)
         worker = None
         if settings.embedded_worker:
-            registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
+            registry = AgentRegistry.load(
+                settings.pipelines_file,
+                demo_url=settings.demo_model_url,
+                keys=settings.provider_keys,
+            )
             worker = await stack.enter_async_context(InProcessWorker(settings, registry))
         yield Embedded(settings, private_redis, worker)

@@ -45,7 +45,8 @@ SESSION_COOKIE = "chorus_session"
 def _cookie_storage(settings: Settings) -> EncryptedCookieStorage:
     assert settings.secret_key is not None
     # A key of its own for the cookie, derived from SECRET_KEY (never the JWT key itself).
-    digest = hashlib.sha256(b"chorus-cookie:" + settings.secret_key.encode()).digest()
+    key = settings.secret_key.get_secret_value().encode()
+    digest = hashlib.sha256(b"chorus-cookie:" + key).digest()
     return EncryptedCookieStorage(
         digest,  # raw 32 bytes: the storage base64-encodes them into a Fernet key
         cookie_name=SESSION_COOKIE,
@@ -75,7 +76,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.PASSWORDS] = PasswordHasher(settings.bcrypt_rounds)
     app.on_cleanup.append(app[keys.PASSWORDS].close)
     app[keys.PIPELINES] = AgentRegistry.load(
-        settings.pipelines_file, demo_url=settings.demo_model_url
+        settings.pipelines_file, demo_url=settings.demo_model_url, keys=settings.provider_keys
     )
     check_startable(app[keys.PIPELINES])
     app[keys.DEMO_MODEL_ACTIVE] = settings.demo_model_url is not None

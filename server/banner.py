@@ -6,7 +6,7 @@ import logging
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-from server.config import Settings
+from server.config import Settings, secret
 from server.pipelines import AgentRegistry
 from server.store.factory import SQLITE_FILE
 
@@ -28,7 +28,7 @@ def redact(url: str) -> str:
 def describe_store(settings: Settings) -> str:
     """Name the document store and where it lives."""
     if settings.mongodb_url:
-        return f"mongodb {redact(settings.mongodb_url)} db={settings.mongodb_db}"
+        return f"mongodb {redact(settings.mongodb_url.get_secret_value())} db={settings.mongodb_db}"
     return f"sqlite {settings.data_dir / SQLITE_FILE}"
 
 
@@ -50,7 +50,7 @@ def announce(
     private_redis: bool = False,
 ) -> str:
     """Print the start-up line on stdout (plain, to stand out) and log it as JSON; return it."""
-    redis = redact(settings.redis_url or "none")
+    redis = redact(secret(settings.redis_url) or "none")
     if private_redis:
         redis += " (private redis-server)"
     fields = {

@@ -17,7 +17,7 @@ def redis_client(settings: Settings, *, pubsub: bool = False) -> ArqRedis:
     """
     assert settings.redis_url is not None, "REDIS_URL is resolved before clients are built"
     client: ArqRedis = ArqRedis.from_url(
-        settings.redis_url,
+        settings.redis_url.get_secret_value(),
         health_check_interval=15,
         socket_connect_timeout=min(5.0, settings.redis_timeout_s),
         # A pub/sub reader waits with get_message(timeout=...) of its own; a socket timeout

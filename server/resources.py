@@ -25,7 +25,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = redis_client(settings)
     app[keys.REDIS] = redis
     app[keys.TOKENS] = TokenService(
-        settings.secret_key, settings.jwt_ttl_s, redis, app[keys.REDIS_KEYS]
+        settings.secret_key.get_secret_value(), settings.jwt_ttl_s, redis, app[keys.REDIS_KEYS]
     )
     app[keys.RATE_LIMITER] = RateLimiter(redis, app[keys.REDIS_KEYS])
     app[keys.EVENT_BUS] = EventBus(

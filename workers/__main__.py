@@ -17,7 +17,9 @@ async def serve(settings: Settings) -> None:
     """Run the worker (and a private demo model if the pipelines need one) until a signal."""
     async with AsyncExitStack() as stack:
         settings = await start_demo_model_if_needed(stack, settings)
-        registry = AgentRegistry.load(settings.pipelines_file, demo_url=settings.demo_model_url)
+        registry = AgentRegistry.load(
+            settings.pipelines_file, demo_url=settings.demo_model_url, keys=settings.provider_keys
+        )
         worker = await stack.enter_async_context(InProcessWorker(settings, registry))
         metrics = "off (WORKER_METRICS_PORT=0)"
         if settings.worker_metrics_port:

@@ -128,7 +128,7 @@ def worker_options(
         # server/redis_client.py (with command timeouts) its shutdown hung now and then
         # (tests/workers/test_runs.py, about 1 run in 3; not yet understood). The worker's
         # own commands (leases, events, cancel checks) use that client (see startup).
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url.get_secret_value()),
         "wake_client": lambda: redis_client(settings, pubsub=True),
         "queue_name": keys.arq_queue(),
         "ctx": {SETTINGS: settings, REGISTRY: registry, METRICS: metrics or WorkerMetrics()},

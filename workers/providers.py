@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import openai
 from aiolimiter import AsyncLimiter
 
+from server.config import secret
 from server.pipelines import Provider
 
 # Local servers (the demo model, Ollama, llama.cpp) take any key; the SDK insists on one.
@@ -25,7 +26,7 @@ class ProviderPool:
                 self._limiters[provider.name] = AsyncLimiter(provider.rpm, 60)
             if provider.problem is None and provider.base_url is not None:
                 self._clients[provider.name] = openai.AsyncOpenAI(
-                    base_url=provider.base_url, api_key=provider.api_key or _NO_KEY,
+                    base_url=provider.base_url, api_key=secret(provider.api_key) or _NO_KEY,
                     max_retries=0, timeout=timeout_s,  # the chain is the one retry policy
                 )  # fmt: skip
 

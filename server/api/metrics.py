@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import keys
 from server.auth.identity import bearer_token
+from server.config import secret
 from server.errors import Forbidden, NotFound, Unauthorized
 from server.metrics import Metrics
 
@@ -39,7 +40,7 @@ async def public_metrics(request: web.Request) -> web.Response:
     if settings.metrics_port is not None:
         raise NotFound("metrics are served on their own port")
     if settings.metrics_token is not None:
-        check_token(request, settings.metrics_token)
+        check_token(request, settings.metrics_token.get_secret_value())
     elif settings.production:
         raise Forbidden("set METRICS_TOKEN or METRICS_PORT to expose metrics")
     return _exposition(request.app[keys.METRICS])
@@ -67,7 +68,8 @@ async def metrics_port_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.metrics_port is None:
         yield
         return
-    runner = web.AppRunner(metrics_app(app[keys.METRICS], settings.metrics_token), access_log=None)
+    metrics = metrics_app(app[keys.METRICS], secret(settings.metrics_token))
+    runner = web.AppRunner(metrics, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()

@@ -114,8 +114,8 @@ async def api_keys_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     assert settings.secret_key is not None
     service = ApiKeyService(
-        settings.secret_key, app[keys.STORE], app[keys.REDIS], app[keys.REDIS_KEYS],
-        settings.api_keys_per_user,
+        settings.secret_key.get_secret_value(), app[keys.STORE], app[keys.REDIS],
+        app[keys.REDIS_KEYS], settings.api_keys_per_user,
     )  # fmt: skip
     app[keys.API_KEYS] = service
     app[keys.TOKENS].accept_api_keys(service)

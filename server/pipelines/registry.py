@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from server.errors import UnknownPipelineError
 from server.pipelines import prompts
@@ -49,7 +48,7 @@ class Provider:
 
     name: str
     base_url: str | None
-    api_key: str | None = field(repr=False)
+    api_key: SecretStr | None = field(repr=False)
     input_usd_per_million: float
     output_usd_per_million: float
     rpm: int | None
@@ -113,12 +112,12 @@ def _resolve_url(template: str, urls: Mapping[str, str]) -> tuple[str | None, st
 
 
 def _provider(
-    name: str, spec: ProviderSpec, urls: Mapping[str, str], env: Mapping[str, str]
+    name: str, spec: ProviderSpec, urls: Mapping[str, str], keys: Mapping[str, SecretStr]
 ) -> Provider:
     base_url, missing = _resolve_url(spec.base_url, urls)
     problem = None if missing is None else f"base_url needs ${{{missing}}}, which was not given"
-    api_key = env.get(spec.api_key_env) if spec.api_key_env else None
-    if problem is None and spec.api_key_env and not api_key:
+    api_key = keys.get(spec.api_key_env) if spec.api_key_env else None
+    if problem is None and spec.api_key_env and not (api_key and api_key.get_secret_value()):
         problem = f"the environment variable {spec.api_key_env} (its API key) is not set"
     return Provider(
         name=name, base_url=base_url, api_key=api_key or None, problem=problem,
@@ -143,13 +142,27 @@ def _parse(text: str, source: str) -> PipelinesFile:
     return spec
 
 
+def api_key_variables(path: str | Path | None = None) -> tuple[str, ...]:
+    """The API-key variables the providers of a pipelines file (None: the built-in one) name.
+
+    ``Settings.from_env`` reads exactly these. A file that cannot be read or parsed names
+    none here: ``AgentRegistry.load`` then refuses it with the reason.
+    """
+    source = Path(path) if path else DEFAULT_PIPELINES_FILE
+    try:
+        spec = _parse(source.read_text(encoding="utf-8"), str(source))
+    except (OSError, PipelinesError):
+        return ()
+    return tuple(p.api_key_env for p in spec.providers.values() if p.api_key_env)
+
+
 class AgentRegistry:
     """Look up pipelines, agents, models and providers; build a stage's chat messages."""
 
     def __init__(
-        self, spec: PipelinesFile, urls: Mapping[str, str], env: Mapping[str, str]
+        self, spec: PipelinesFile, urls: Mapping[str, str], keys: Mapping[str, SecretStr]
     ) -> None:
-        self._providers = {n: _provider(n, p, urls, env) for n, p in spec.providers.items()}
+        self._providers = {n: _provider(n, p, urls, keys) for n, p in spec.providers.items()}
         self._models = {n: Model(n, m.provider, m.model) for n, m in spec.models.items()}
         self._agents = {
             n: Agent(n, a.description, a.system, tuple(a.models), a.temperature, a.max_tokens)
@@ -169,13 +182,13 @@ class AgentRegistry:
         *,
         demo_url: str | None = None,
         urls: Mapping[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
+        keys: Mapping[str, SecretStr] | None = None,
     ) -> AgentRegistry:
         """Load a pipelines file (None: the built-in one); raise PipelinesError naming a problem.
 
         ``${NAME}`` in a provider's base_url is filled from ``urls`` (``demo_url`` is
-        ``DEMO_MODEL_URL``); API keys are read from ``env`` (default: the process
-        environment, read once here at start-up).
+        ``DEMO_MODEL_URL``); API keys come from ``keys``, by the variable a provider's
+        ``api_key_env`` names (``Settings.provider_keys``: the environment is read there).
         """
         source = Path(path) if path is not None else DEFAULT_PIPELINES_FILE
         try:
@@ -184,7 +197,7 @@ class AgentRegistry:
             raise PipelinesError(
                 f"pipelines file {source}: cannot read it ({exc.strerror})"
             ) from None
-        return cls.loads(text, source=str(source), demo_url=demo_url, urls=urls, env=env)
+        return cls.loads(text, source=str(source), demo_url=demo_url, urls=urls, keys=keys)
 
     @classmethod
     def loads(
@@ -194,14 +207,14 @@ class AgentRegistry:
         source: str = "<string>",
         demo_url: str | None = None,
         urls: Mapping[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
+        keys: Mapping[str, SecretStr] | None = None,
     ) -> AgentRegistry:
         """Load pipelines from TOML text (see ``load``)."""
         spec = _parse(text, source)
         all_urls = dict(urls or {})
         if demo_url:
             all_urls[DEMO_URL_VARIABLE] = demo_url
-        return cls(spec, all_urls, os.environ if env is None else env)
+        return cls(spec, all_urls, keys or {})
 
     def pipeline_names(self) -> tuple[str, ...]:
         """Return the pipelines' names, in file order."""

@@ -15,7 +15,9 @@ async def open_store(settings: Settings) -> Store:
     store: Store
     if settings.mongodb_url:
         store = MongoStore.connect(
-            settings.mongodb_url, settings.mongodb_db, settings.mongodb_timeout_ms
+            settings.mongodb_url.get_secret_value(),
+            settings.mongodb_db,
+            settings.mongodb_timeout_ms,
         )
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

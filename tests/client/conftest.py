@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from chorus_client import ChorusClient
 
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 from tests.workers.conftest import demo, run_settings, stack
 
 Client = TestClient[Any, web.Application]
@@ -18,7 +18,7 @@ __all__ = ["demo", "logged_in", "run_settings", "stack"]
 
 
 @pytest.fixture
-async def logged_in(stack: Client) -> AsyncIterator[tuple[ChorusClient, TestUser]]:
+async def logged_in(stack: Client) -> AsyncIterator[tuple[ChorusClient, User]]:
     """A ChorusClient logged in as a fresh user of the stack (its own HTTP session)."""
     user = await make_user(stack)
     async with ChorusClient(str(stack.make_url(""))) as client:

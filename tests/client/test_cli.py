@@ -18,7 +18,7 @@ from chorus_client.stepper import Stepper
 from server.app import create_app
 from server.config import Settings
 from tests.conftest import ClientFactory
-from tests.helpers import make_user
+from tests.support.api import make_user
 
 Client = TestClient[Any, web.Application]
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"

@@ -15,11 +15,11 @@ from server.app import create_app
 from server.config import Settings
 from server.sse.feed import SessionFeed
 from tests.conftest import ClientFactory
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 from workers.inprocess import InProcessWorker
 
 Client = TestClient[Any, web.Application]
-Pair = tuple[ChorusClient, TestUser]
+Pair = tuple[ChorusClient, User]
 
 
 async def test_login_errors_are_chorus_errors(stack: Client) -> None:

@@ -24,12 +24,10 @@ from tests.e2e.support import (
     CHROMIUM_ARGS,
     RECORDER_JS,
     TIMEOUT_MS,
-    Api,
     LiveServer,
-    User,
-    fresh_user,
     server_env,
 )
+from tests.support.api import LoopThread, SyncApi, User
 
 DEFAULT_TOKEN_DELAY_MS = 15.0
 DESKTOP = {"width": 1280, "height": 800}
@@ -89,19 +87,29 @@ def live_server(
         assert not problems, "the server logged errors:\n" + "\n".join(problems[:20])
 
 
+@pytest.fixture(scope="session")
+def api_loop() -> Iterator[LoopThread]:
+    """The event loop the REST client runs on (a thread of its own: Playwright's sync API
+    makes this thread look like it already runs one)."""
+    with LoopThread.running() as loop:
+        yield loop
+
+
 @pytest.fixture
-def api(live_server: LiveServer) -> Api:
-    """An anonymous REST client of the live server."""
-    return Api(live_server.url)
+def api(live_server: LiveServer, api_loop: LoopThread) -> Iterator[SyncApi]:
+    """An anonymous REST client of the live server (tests/support/api.py)."""
+    client = SyncApi.open(api_loop, live_server.url)
+    yield client
+    client.close()
 
 
 UserFactory = Callable[[str], User]
 
 
 @pytest.fixture
-def make_user(api: Api) -> UserFactory:
+def make_user(api: SyncApi) -> UserFactory:
     """Register a fresh user through the API (logged in: it has a token): ``make_user("ann")``."""
-    return lambda label: api.register(fresh_user(label))
+    return lambda label: api.sign_up(User.fresh(label))
 
 
 ContextFactory = Callable[..., BrowserContext]

@@ -1,4 +1,5 @@
-"""Helpers for the end-to-end tests: the server process, a small REST client, UI steps.
+"""Helpers for the end-to-end tests: the server process and UI steps (the REST client is
+tests/support/api.py, shared by every test folder).
 
 The server is the real ``python -m chorus`` (embedded mode: in-process arq worker, demo
 model, SQLite store) started as a subprocess; the browser is Debian's chromium driven
@@ -23,6 +24,8 @@ from typing import Any
 
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from tests.support.api import User
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -36,7 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PASSWORD = "correct horse battery"
 STAGES = ("plan", "draft", "review")
 # Generous: CI machines are slow, and nothing here waits longer than it has to.
 TIMEOUT_MS = 20_000
@@ -153,100 +155,7 @@ _SERVER_KNOBS = frozenset(
 )  # fmt: skip
 
 
-# --- REST -----------------------------------------------------------------------------------
-
-
-class ApiError(AssertionError):
-    """A REST call answered with an unexpected status."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-@dataclass
-class User:
-    """A registered user; ``token`` is set once logged in through the API."""
-
-    email: str
-    password: str = PASSWORD
-    name: str = ""
-    token: str | None = None
-    user_id: str | None = None
-
-
-@dataclass
-class Api:
-    """A tiny bearer-token REST client (what a script would do; the browser uses its cookie)."""
-
-    base_url: str
-    token: str | None = None
-    timeout_s: float = 10.0
-
-    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        """Send one request; return the JSON body (None for 204); raise ApiError otherwise."""
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base_url + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-            exc.close()
-        parsed = json.loads(raw) if raw else None
-        if status != expect:
-            raise ApiError(status, parsed)
-        return parsed
-
-    def get(self, path: str, expect: int = 200) -> Any:
-        """GET path."""
-        return self.call("GET", path, expect=expect)
-
-    def post(self, path: str, body: Any = None, expect: int = 200) -> Any:
-        """POST path with a JSON body."""
-        return self.call("POST", path, {} if body is None else body, expect=expect)
-
-    def register(self, user: User) -> User:
-        """Create the user (201) and log in: the returned user carries a token."""
-        body = {"email": user.email, "password": user.password}
-        if user.name:
-            body["name"] = user.name
-        self.post("/api/v1/auth/register", body, expect=201)
-        return self.login(user)
-
-    def login(self, user: User) -> User:
-        """Log in; set and return the user's token."""
-        body = self.post("/api/v1/auth/login", {"email": user.email, "password": user.password})
-        user.token = body["access_token"]
-        user.user_id = body["user"]["user_id"]
-        return user
-
-    def as_user(self, user: User) -> Api:
-        """A client acting as user."""
-        return Api(self.base_url, user.token, self.timeout_s)
-
-    def wait_run(self, run_id: str, statuses: set[str], within_s: float = 30.0) -> dict[str, Any]:
-        """Poll GET /runs/{id} until its status is one of statuses; return the run."""
-        deadline = time.monotonic() + within_s
-        while True:
-            run: dict[str, Any] = self.get(f"/api/v1/runs/{run_id}")
-            if run["status"] in statuses:
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} still {run['status']!r} after {within_s}s")
-            time.sleep(0.05)
-
-
-def fresh_user(label: str) -> User:
-    """A user no other test uses."""
-    return User(email=f"{label}-{secrets.token_hex(5)}@example.test", name=label.title())
+# --- signing in (the REST client: tests/support/api.py) ------------------------------------
 
 
 def sign_in_context(context: BrowserContext, user: User) -> None:
@@ -387,16 +296,6 @@ def shown_stage_outputs(answer: Locator) -> dict[str, str]:
 def markdown_source(el: Locator) -> str:
     """The markdown text a rendered view (stream, stage output, stopped text) shows."""
     return str(el.evaluate("(el) => el.source ?? ''"))
-
-
-def session_runs(api: Api, session_id: str) -> list[dict[str, Any]]:
-    """The session's runs, oldest first, as GET /runs/{id} returns them."""
-    session = api.get(f"/api/v1/sessions/{session_id}")
-    run_ids = []
-    for message in session["messages"]:
-        if message["role"] == "user" and message.get("run_id"):
-            run_ids.append(message["run_id"])
-    return [api.get(f"/api/v1/runs/{run_id}") for run_id in run_ids]
 
 
 # --- recording what the page showed ---------------------------------------------------------

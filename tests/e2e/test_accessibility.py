@@ -11,14 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
-from tests.e2e.support import (
-    Api,
-    answers,
-    sign_in_context,
-    tid,
-    ui_new_session,
-    ui_send,
-)
+from tests.e2e.support import answers, sign_in_context, tid, ui_new_session, ui_send
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +45,7 @@ def assert_accessible(page: Page, screen: str) -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_main_screens_pass_axe(
-    new_context: ContextFactory, api: Api, make_user: UserFactory, scheme: str
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory, scheme: str
 ) -> None:
     """Sign-in, empty state, a conversation, a failed run, usage, API keys, dialogs."""
     context = new_context(color_scheme=scheme)

@@ -9,7 +9,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
-from tests.e2e.support import Api, LiveServer, User, sign_in_context, tid
+from tests.e2e.support import LiveServer, sign_in_context, tid
+from tests.support.api import SyncApi, User
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +46,7 @@ def models(live_server: LiveServer, key: str) -> list[str]:
 
 
 def test_create_use_revoke_a_key_in_the_ui(
-    new_context: ContextFactory, make_user: UserFactory, api: Api, live_server: LiveServer
+    new_context: ContextFactory, make_user: UserFactory, api: SyncApi, live_server: LiveServer
 ) -> None:
     """The key is shown once and copied; it works with the SDK until revoked, then 401."""
     user = make_user("keys")
@@ -83,7 +84,7 @@ def test_create_use_revoke_a_key_in_the_ui(
 
 
 def test_cancelled_revoke_and_too_many_keys(
-    new_context: ContextFactory, make_user: UserFactory, api: Api
+    new_context: ContextFactory, make_user: UserFactory, api: SyncApi
 ) -> None:
     """Cancelling the confirmation keeps the key; the limit is said in one sentence."""
     user = make_user("many")

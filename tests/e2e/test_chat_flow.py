@@ -10,11 +10,8 @@ from playwright.sync_api import Page, expect
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
     STAGES,
-    Api,
     Recording,
     answers,
-    fresh_user,
-    session_runs,
     shown_stage_outputs,
     sign_in_context,
     stage_el,
@@ -25,6 +22,7 @@ from tests.e2e.support import (
     ui_send,
     wait_streaming,
 )
+from tests.support.api import SyncApi, User
 
 pytestmark = pytest.mark.e2e
 
@@ -53,9 +51,9 @@ def assert_progressed(statuses: list[str], ends: tuple[str, ...]) -> None:
     assert statuses[-1] in ends, statuses
 
 
-def test_register_login_chat_streams_three_stages(page: Page, api: Api) -> None:
+def test_register_login_chat_streams_three_stages(page: Page, api: SyncApi) -> None:
     """Register, sign out and in again, then one message streams plan → draft → review."""
-    user = fresh_user("ann")
+    user = User.fresh("ann")
     page.goto("/")
     ui_register(page, user)
     tid(page, "logout").click()
@@ -97,7 +95,7 @@ def test_register_login_chat_streams_three_stages(page: Page, api: Api) -> None:
     assert "**" not in (body.text_content() or "")
 
     # ... and it is what the run stored as its last stage's output.
-    api.login(user)
+    api.log_in(user)
     rest = api.as_user(user)
     run = rest.get(f"/api/v1/runs/{run_id}")
     assert run["status"] == "completed"
@@ -142,7 +140,7 @@ def test_register_login_chat_streams_three_stages(page: Page, api: Api) -> None:
 
 
 def test_cancel_while_streaming(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Cancel mid-stream: the run shows cancelled, the composer is back, REST agrees."""
     user = make_user("cid")
@@ -186,7 +184,7 @@ def test_cancel_while_streaming(
 
 
 def test_failed_stage_shows_retry_and_retry_completes(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """A stage whose every model fails shows the error and Retry; Retry then completes.
 
@@ -249,7 +247,7 @@ def test_failed_stage_shows_retry_and_retry_completes(
     assert run["stages"][0]["status"] == "completed"
     assert run["stages"][0]["model"] == "demo"  # the first model of the chain
     assert run["generation"] == failed["generation"] + 1  # the same run, resumed once
-    stored = session_runs(rest, session_id)
+    stored = rest.session_runs(session_id)
     assert [r["run_id"] for r in stored] == [run_id]  # the same run, resumed
     session = rest.get(f"/api/v1/sessions/{session_id}")
     assistant = [m for m in session["messages"] if m["role"] == "assistant"]

@@ -12,9 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
     STAGES,
-    Api,
     Recording,
-    User,
     answers,
     markdown_source,
     sign_in_context,
@@ -25,6 +23,7 @@ from tests.e2e.support import (
     user_messages,
     wait_streaming,
 )
+from tests.support.api import SyncApi, User
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +42,7 @@ def signed_in_page(new_context: ContextFactory, user: User, **options: object) -
 
 
 def test_live_markdown_busy_send_and_cancel_keeping_text(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Markdown renders while it streams; a send while busy keeps the draft; cancel keeps text."""
     user = make_user("lena")
@@ -136,7 +135,7 @@ def test_announcements_once_per_change_and_copy(
 
 
 def test_search_order_usage_long_messages(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Search over titles and messages; most recent activity first; usage page; show more."""
     user = make_user("sam")

@@ -8,16 +8,8 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
-from tests.e2e.support import (
-    Api,
-    ApiError,
-    User,
-    answers,
-    sign_in_context,
-    tid,
-    ui_new_session,
-    ui_send,
-)
+from tests.e2e.support import answers, sign_in_context, tid, ui_new_session, ui_send
+from tests.support.api import ApiError, SyncApi, User
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +30,7 @@ def sidebar_item(page: Page, session_id: str) -> Locator:
 
 
 def test_users_never_see_each_others_sessions(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Sidebars list only their owner's sessions; another's #/s/<id> is not found."""
     alice, bob = make_user("alice"), make_user("bob")

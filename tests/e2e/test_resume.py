@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
     STAGES,
-    Api,
     Recording,
     answers,
     shown_stage_outputs,
@@ -19,6 +18,7 @@ from tests.e2e.support import (
     user_messages,
     wait_streaming,
 )
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def assert_prefixes(rec: Recording, run_id: str, outputs: dict[str, str]) -> Non
 
 
 def test_reload_mid_run_resumes_the_stream_without_duplicates(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Reload while the draft streams: the text comes back and goes on, never doubled."""
     user = make_user("rey")

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DESKTOP, ContextFactory, UserFactory
-from tests.e2e.support import ARTIFACTS, Api, answers, tid, ui_login
+from tests.e2e.support import ARTIFACTS, answers, tid, ui_login
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +78,7 @@ def shoot(page: Page, variant: Variant, screen: str) -> None:
 
 
 def test_screenshots_of_the_main_screens(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """Sign-in, a conversation, a live run, a cancelled run, usage, the phone's session list."""
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from server.app import create_app, runner_options
 from server.config import Settings
 from server.store.models import ChatSession, Message
 from tests.conftest import ClientFactory
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 
 Client = TestClient[Any, web.Application]
 _READ_LIMIT_S = 10.0  # an upper bound on waiting for an answer, never a race's referee
@@ -102,7 +102,7 @@ def http_request(
 class Victim:
     """Bob, his session and message, and what the API showed of them before the attack."""
 
-    user: TestUser
+    user: User
     session_id: str
     before: dict[str, Any] = field(default_factory=dict)
 
@@ -132,7 +132,7 @@ class Sec:
         """Send raw bytes to the server."""
         return await raw_request(self.client, request, head_only=head_only)
 
-    async def user(self, name: str = "mallory") -> TestUser:
+    async def user(self, name: str = "mallory") -> User:
         """Register and log in another user (the attacker, or a bystander); bearer only."""
         user = await make_user(self.client, name)
         self.client.session.cookie_jar.clear()

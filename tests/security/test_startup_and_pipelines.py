@@ -90,10 +90,11 @@ def test_a_keyless_provider_with_a_fallback_starts(settings: Settings, tmp_path:
 
 
 def test_a_provider_no_pipeline_uses_may_lack_its_key(settings: Settings, tmp_path: Path) -> None:
-    path = _pipelines(tmp_path, "https://llm.example/v1", "PATH")
+    path = _pipelines(tmp_path, "https://llm.example/v1", "HOSTED_KEY")
     text = path.read_text() + '\n[providers.spare]\nbase_url = "x"\napi_key_env = "NOPE_UNSET"\n'
     path.write_text(text)
-    create_app(settings.replace(pipelines_file=path))  # starts
+    keys = {"HOSTED_KEY": "sk-hosted"}
+    create_app(settings.replace(pipelines_file=path, provider_keys=keys))  # starts
 
 
 def test_the_demo_url_placeholder_is_left_to_the_embedded_mode(settings: Settings) -> None:

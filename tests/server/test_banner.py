@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from server.banner import announce, describe_models, describe_store, redact
 from server.config import Settings
@@ -50,7 +51,7 @@ def test_the_store_is_named_with_where_it_lives(tmp_path: Path) -> None:
 
 
 def test_providers_are_named_with_their_endpoint_or_why_they_are_unusable() -> None:
-    registry = AgentRegistry.loads(TOML, env={})
+    registry = AgentRegistry.loads(TOML, keys={})
     described = describe_models(registry)
     assert "local http://localhost:11434/v1" in described
     assert "openai UNUSABLE: the environment variable OPENAI_API_KEY" in described
@@ -59,7 +60,7 @@ def test_providers_are_named_with_their_endpoint_or_why_they_are_unusable() -> N
 def test_the_line_is_printed_once_and_logged(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = AgentRegistry.loads(TOML, env={"OPENAI_API_KEY": "sk-x"})
+    registry = AgentRegistry.loads(TOML, keys={"OPENAI_API_KEY": SecretStr("sk-x")})
     settings = Settings(redis_url="redis://:pw@r:6379/0")
     with caplog.at_level("INFO", logger="chorus.startup"):
         line = announce("Chorus is serving on http://h:1/", settings, registry, "1 in-process",

@@ -3,11 +3,11 @@ resolve inside the repo, provider examples that load."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from server.config import Settings
 from server.config_docs import Var, all_vars
@@ -21,22 +21,28 @@ _SOURCE_DIRS = ("chorus", "server", "workers", "static", "tests", "bench", "docs
 _OUTSIDE = ("../" + "shared/", "/work/" + "shared")  # spelt apart so this file is no hit
 
 
-def _fields(cls: type, prefix: str = "") -> set[str]:
-    names = set()
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        if dataclasses.is_dataclass(default):
-            names |= _fields(type(default), f"{prefix}{f.name}.")
+def _variables(cls: type[BaseModel], prefix: str = "") -> dict[str, str | None]:
+    """Each setting's dotted field path and the variable it is read from (None: no one)."""
+    names: dict[str, str | None] = {}
+    for name, info in cls.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names |= _variables(info.annotation, f"{prefix}{name}.")
         else:
-            names.add(prefix + f.name)
+            alias = info.validation_alias
+            names[prefix + name] = alias if isinstance(alias, str) else None
     return names
 
 
 def test_every_setting_is_documented_once() -> None:
-    documented = [var.field for var in all_vars()]
-    assert len(documented) == len(set(documented))
-    assert sorted(_fields(Settings) - set(documented)) == [], "add a Var to server/config_docs.py"
-    assert sorted(set(documented) - _fields(Settings)) == []
+    documented = {var.field: var.env for var in all_vars()}
+    assert len(documented) == len(all_vars())
+    variables = _variables(Settings)
+    # The providers' API keys: their variables are the ones the pipelines file names.
+    assert [f for f, env in variables.items() if env is None] == ["provider_keys"]
+    read = {f: env for f, env in variables.items() if env is not None}
+    assert sorted(set(read) - set(documented)) == [], "add a Var to server/config_docs.py"
+    assert sorted(set(documented) - set(read)) == []
+    assert documented == read, "a Var names another variable than its field reads"
 
 
 def _sample(var: Var, default: object) -> str:
@@ -112,11 +118,11 @@ def test_provider_examples_load_with_their_keys_from_the_environment() -> None:
     assert len(blocks) >= 4
     for block in blocks:
         keys = re.findall(r'api_key_env = "([A-Z0-9_]+)"', block)
-        registry = AgentRegistry.loads(block, env={k: "sk-test" for k in keys})
+        registry = AgentRegistry.loads(block, keys={k: SecretStr("sk-test") for k in keys})
         assert registry.pipeline_names(), block
         assert all(p.problem is None for p in registry.providers()), block
         for key in keys:  # without its key a provider says so instead of calling out
-            missing = AgentRegistry.loads(block, env={})
+            missing = AgentRegistry.loads(block, keys={})
             assert any(key in (p.problem or "") for p in missing.providers())
 
 

@@ -14,7 +14,7 @@ from server.app import create_app
 from server.config import Settings
 from server.ui import default_static_dir
 from tests.conftest import ALLOWED_ORIGIN, ClientFactory
-from tests.helpers import error_of, make_user
+from tests.support.api import error_of, make_user
 
 Client = TestClient[Any, web.Application]
 STATIC = default_static_dir()

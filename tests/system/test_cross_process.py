@@ -8,7 +8,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.system.cluster import Api, Cluster, Socket, Transcript, follow, stored_outputs
+from tests.support.api import Api, Socket, Transcript, follow, stored_outputs
+from tests.system.cluster import Cluster
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ async def test_events_reach_clients_of_every_web_process(
 ) -> None:
     web_a, web_b = await asyncio.gather(cluster.web(http, "web-a"), cluster.web(http, "web-b"))
     await cluster.worker()
-    on_a = await Api(http, web_a.url).signup("cross@example.test")
+    on_a = await Api(http, web_a.url).sign_up("cross@example.test")
     on_b = on_a.on(web_b.url)
     session_id = await on_b.new_session()  # the store is shared: A and B see the same data
     (sock_a, seen_a), (sock_b, seen_b) = await asyncio.gather(
@@ -47,6 +48,6 @@ async def test_events_reach_clients_of_every_web_process(
     assert names.count("message.created") == 2 and names.count("run.completed") == 2
     assert names[-1] == "run.completed"
     for run_id in (first, second):
-        run = await on_a.run(run_id)
+        run = await on_a.get_run(run_id)
         assert run["status"] == "completed"
         assert seen_a.texts(run_id) == stored_outputs(run)

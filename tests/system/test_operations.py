@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.redis_proc import free_port
-from tests.system.cluster import Api, ChorusProcess, Cluster
+from tests.support.api import Api
+from tests.system.cluster import ChorusProcess, Cluster
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ async def _embedded_run(
 ) -> tuple[ChorusProcess, Api, dict[str, Any]]:
     """A web process with its in-process worker, and one completed run of a new user."""
     web = await cluster.web(http, EMBEDDED_WORKER="1")
-    api = await Api(http, web.url).signup(email)
+    api = await Api(http, web.url).sign_up(email)
     return web, api, await _one_run(api)
 
 
@@ -99,7 +100,7 @@ async def test_a_run_moves_the_llm_and_job_metrics_on_the_workers_metrics(
     assert _value(before, "chorus_jobs_started_total", function="run_stage") == 0
     assert ("chorus_lease_takeovers_total", "") in before
 
-    api = await Api(http, web.url).signup("metrics@example.test")
+    api = await Api(http, web.url).sign_up("metrics@example.test")
     run = await _one_run(api)
 
     _assert_run_counted(await _scrape(http, metrics_url), len(run["stages"]))

@@ -17,16 +17,8 @@ import aiohttp
 import pytest
 
 from server.redis_proc import free_port
-from tests.system.cluster import (
-    ROOT,
-    Api,
-    ChorusProcess,
-    Cluster,
-    Socket,
-    Transcript,
-    follow,
-    stored_outputs,
-)
+from tests.support.api import Api, Socket, Transcript, follow, stored_outputs
+from tests.system.cluster import ROOT, ChorusProcess, Cluster
 from workers.demo_model import DemoModelServer
 
 pytestmark = pytest.mark.slow
@@ -54,7 +46,7 @@ async def _start_run(api: Api) -> tuple[str, str, Socket, Transcript]:
 
 
 async def _snapshot(api: Api, session_id: str, run_id: str) -> dict[str, Any]:
-    return {"run": await api.run(run_id), "messages": await api.messages(session_id)}
+    return {"run": await api.get_run(run_id), "messages": await api.messages(session_id)}
 
 
 async def test_a_zombie_worker_publishes_and_writes_nothing(
@@ -63,7 +55,7 @@ async def test_a_zombie_worker_publishes_and_writes_nothing(
     demo.configure(token_delay_ms=100.0)
     web = await cluster.web(http, **ENV)
     zombie = await cluster.worker("worker-1", **ENV)
-    api = await Api(http, web.url).signup("zombie@example.test")
+    api = await Api(http, web.url).sign_up("zombie@example.test")
     session_id, run_id, sock, transcript = await _start_run(api)
     await cluster.worker("worker-2", **ENV)
     zombie.proc.send_signal(signal.SIGSTOP)
@@ -94,13 +86,13 @@ async def test_sigterm_hands_the_running_stage_to_another_worker(
     env = {**ENV, "WORKER_GRACE_S": 0.5}  # the draft takes ~5 s: longer than the grace
     web = await cluster.web(http, **env)
     leaving = await cluster.worker("worker-1", **env)
-    api = await Api(http, web.url).signup("handback@example.test")
+    api = await Api(http, web.url).sign_up("handback@example.test")
     session_id, run_id, sock, transcript = await _start_run(api)
     await cluster.worker("worker-2", **env)
     leaving.proc.send_signal(signal.SIGTERM)
     await leaving.wait_output("handed 1 running stage(s) back", within_s=15)
     await follow(sock, transcript, run_id, within_s=60)
-    run = await api.run(run_id)
+    run = await api.get_run(run_id)
     assert run["status"] == "completed" and run["recoveries"] == 1
     assert [s["attempts"] for s in run["stages"]] == [1, 2, 1]
     assert transcript.texts() == stored_outputs(run)
@@ -130,7 +122,7 @@ async def test_the_embedded_server_resumes_a_run_after_a_restart(
     port = free_port()
     first = await _embedded(cluster, port, "embedded-1")
     await first.wait_ready(http)
-    api = await Api(http, first.url).signup("embedded@example.test")
+    api = await Api(http, first.url).sign_up("embedded@example.test")
     session_id, run_id, sock, _transcript = await _start_run(api)
     await sock.close()
     first.proc.send_signal(signal.SIGINT)  # Ctrl-C: its private Redis goes with it
@@ -145,7 +137,7 @@ async def test_the_embedded_server_resumes_a_run_after_a_restart(
     # way no completed stage was redone, and the run was recovered once, at start-up.
     assert run["stages"][0]["attempts"] == 1 and run["recoveries"] == 1, run
     assert all(s["attempts"] <= 2 for s in run["stages"]), run
-    session = await api.request("GET", f"/sessions/{session_id}")
+    session = await api.call("GET", f"/api/v1/sessions/{session_id}")
     assert session["status"] == "completed" and session["active_run_id"] is None
     answers = [m for m in session["messages"] if m["role"] == "assistant"]
     assert [a["content"] for a in answers] == [run["stages"][-1]["output"]]

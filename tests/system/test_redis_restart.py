@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from server.redis_proc import RedisProcess, free_port
-from tests.system.cluster import Api, Transcript, follow, resynced_texts, stored_outputs
+from tests.support.api import Api, Transcript, follow, resynced_texts, stored_outputs
 from tests.system.conftest import MakeCluster
 from workers.demo_model import DemoModelServer
 
@@ -93,7 +93,7 @@ async def test_redis_restart_mid_run(
     cluster = make_cluster(private_redis.url)
     web = await cluster.web(http, **ENV)
     worker = await cluster.worker(**ENV)
-    api = await Api(http, web.url).signup("restart@example.test")
+    api = await Api(http, web.url).sign_up("restart@example.test")
     session_id = await api.new_session()
     sock = await api.socket()
     assert (await sock.call("subscribe", session_id=session_id, after_seq=0))["recovered"]
@@ -142,7 +142,7 @@ async def test_redis_restart_mid_run(
     assert resumed["epoch"] != before.epoch  # ... and says so with a new epoch
     # The client reloads over REST, then follows the new epoch with no gap.
     after = Transcript(resumed["last_seq"], resumed["epoch"])
-    rest_view = await api.run(run_id)
+    rest_view = await api.get_run(run_id)
     assert rest_view["status"] in ("running", "queued", "completed")
     for stage in rest_view["stages"]:
         if "partial_epoch" in stage:
@@ -165,13 +165,13 @@ async def test_redis_restart_mid_run(
 
     # The server keeps serving: a new login, a new session, a message that completes.
     assert worker.alive
-    other = await Api(http, web.url).signup("after-restart@example.test")
+    other = await Api(http, web.url).sign_up("after-restart@example.test")
     new_session = await other.new_session()
     sock2 = await other.socket()
     assert (await sock2.call("subscribe", session_id=new_session, after_seq=0))["recovered"]
     new_run = (await other.send(new_session, "Still there?"))["run"]["run_id"]
     fresh = Transcript()
     await follow(sock2, fresh, new_run, within_s=30)
-    assert (await other.run(new_run))["status"] == "completed"
-    assert fresh.texts() == stored_outputs(await other.run(new_run))
+    assert (await other.get_run(new_run))["status"] == "completed"
+    assert fresh.texts() == stored_outputs(await other.get_run(new_run))
     await asyncio.gather(sock.close(), sock2.close())

@@ -11,7 +11,8 @@ import socket
 import aiohttp
 import pytest
 
-from tests.system.cluster import Api, Cluster, Socket, Transcript, stored_outputs
+from tests.support.api import Api, Socket, Transcript, stored_outputs
+from tests.system.cluster import Cluster
 from workers.demo_model import DemoModelServer
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,7 @@ async def test_random_disconnects_lose_nothing(
     demo.configure(token_delay_ms=15.0)
     web = await cluster.web(http)
     await cluster.worker()
-    users = [await Api(http, web.url).signup(f"resume-{i}@example.test") for i in range(4)]
+    users = [await Api(http, web.url).sign_up(f"resume-{i}@example.test") for i in range(4)]
     async with asyncio.TaskGroup() as group:  # the first failure cancels the other trials
         trials = [group.create_task(_trial(users[i % 4], i)) for i in range(TRIALS)]
     drops = [t.result() for t in trials]

@@ -10,7 +10,8 @@ from datetime import datetime
 import aiohttp
 import pytest
 
-from tests.system.cluster import Api, Cluster, Transcript, follow, stored_outputs
+from tests.support.api import Api, Transcript, follow, stored_outputs
+from tests.system.cluster import Cluster
 from workers.demo_model import DemoModelServer
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
     env = {"STAGE_TIMEOUT_S": STAGE_TIMEOUT_S}
     web = await cluster.web(http, **env)
     doomed = await cluster.worker("worker-1", **env)
-    api = await Api(http, web.url).signup("kill@example.test")
+    api = await Api(http, web.url).sign_up("kill@example.test")
     session_id = await api.new_session()
     sock = await api.socket()
     assert (await sock.call("subscribe", session_id=session_id, after_seq=0))["recovered"]
@@ -45,7 +46,7 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
     doomed.kill()
     killed_at = time.time()
     await doomed.proc.wait()
-    assert (await api.run(run_id))["stages"][1]["status"] == "running"
+    assert (await api.get_run(run_id))["stages"][1]["status"] == "running"
 
     await follow(sock, transcript, run_id, within_s=60)  # far below arq's 200 s lock
     restarted = [e for e in transcript.events if e["name"] == "stage.reset"]
@@ -54,7 +55,7 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
         print(f"draft restarted {at - killed_at:.1f} s after the worker was killed")
     await sock.close()
 
-    run = await api.run(run_id)
+    run = await api.get_run(run_id)
     assert run["status"] == "completed", run
     assert [s["attempts"] for s in run["stages"]] == [1, 2, 1]
     assert run["recoveries"] == 1 and run["generation"] == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,9 +69,9 @@ def chain_settings(**changes: Any) -> Settings:
     return Settings(**base)
 
 
-def make_registry(url: str, env: Mapping[str, str] | None = None) -> AgentRegistry:
+def make_registry(url: str) -> AgentRegistry:
     """The test pipelines, pointed at a live demo server."""
-    return AgentRegistry.loads(TEST_PIPELINES, demo_url=url, env=env or {})
+    return AgentRegistry.loads(TEST_PIPELINES, demo_url=url)
 
 
 def messages(text: str, system: str = "You are the planner.") -> list[dict[str, str]]:

@@ -15,9 +15,9 @@ from arq.connections import ArqRedis
 
 from server import keys
 from server.app import create_app
-from server.config import Limits, Settings
+from server.config import Limits, Settings, secret
 from tests.conftest import ClientFactory
-from tests.helpers import TestUser
+from tests.support.api import Api, User
 from workers.context import WorkerDeps, deps
 from workers.demo_model import DemoConfig, DemoModelServer
 from workers.inprocess import InProcessWorker
@@ -62,7 +62,7 @@ async def app(aiohttp_client: ClientFactory, run_settings: Settings) -> Client:
 async def worker(app: Client, run_settings: Settings) -> AsyncIterator[WorkerDeps]:
     """A worker's services, built by its real start-up; no job loop and no watchdog ticking
     behind the test's back (the test calls what the watchdog would)."""
-    redis = ArqRedis.from_url(run_settings.redis_url or "")
+    redis = ArqRedis.from_url(secret(run_settings.redis_url) or "")
     ctx: dict[str, Any] = {
         "redis": redis, SETTINGS: run_settings, REGISTRY: app.app[keys.PIPELINES],
         METRICS: WorkerMetrics(),
@@ -76,16 +76,10 @@ async def worker(app: Client, run_settings: Settings) -> AsyncIterator[WorkerDep
     await redis.aclose()
 
 
-async def start_run(app: Client, user: TestUser, content: str = "hi") -> dict[str, Any]:
+async def start_run(app: Client, user: User, content: str = "hi") -> dict[str, Any]:
     """Create a session of the default pipeline and post a message: the 202 body."""
-    resp = await app.post("/api/v1/sessions", json={}, headers=user.auth)
-    sid = (await resp.json())["session_id"]
-    resp = await app.post(
-        f"/api/v1/sessions/{sid}/messages", json={"content": content}, headers=user.auth
-    )
-    assert resp.status == 202, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
+    api = Api.of(app).as_user(user)
+    return await api.send(await api.new_session(), content)
 
 
 async def session_events(app: Client, session_id: str) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from server import keys
 from server.config import ConfigError, Settings
 from server.errors import NotAwaitingApproval
 from server.store.models import utcnow
-from tests.helpers import TestUser, error_of, make_user
 from tests.server.ws.conftest import Ws
+from tests.support.api import User, error_of, make_user
 from tests.workers.conftest import Client, session_events, wait_run
 from workers.context import DEPS, WorkerDeps
 from workers.executor import StageExecutor
@@ -31,7 +31,7 @@ from workers.jobs import reap_stale_runs
 EDITED = "1. Greet the user warmly\n2. Mention APPROVED-PLAN-MARKER"
 
 
-async def _send(app: Client, user: TestUser, pipeline: str = "reviewed") -> dict[str, Any]:
+async def _send(app: Client, user: User, pipeline: str = "reviewed") -> dict[str, Any]:
     """Create a session on ``pipeline`` and post a message: the 202 body."""
     resp = await app.post("/api/v1/sessions", json={"pipeline": pipeline}, headers=user.auth)
     assert resp.status == 201, await resp.text()
@@ -53,7 +53,7 @@ async def _job_status(worker: WorkerDeps, run_id: str, index: int, generation: i
     return await Job(job_id, worker.redis, _queue_name=worker.keys.arq_queue()).status()
 
 
-async def _at_gate(app: Client, worker: WorkerDeps) -> tuple[TestUser, dict[str, Any]]:
+async def _at_gate(app: Client, worker: WorkerDeps) -> tuple[User, dict[str, Any]]:
     """A run of `reviewed` whose plan was executed: it awaits approval of stage 0."""
     user = await make_user(app)
     run = (await _send(app, user))["run"]

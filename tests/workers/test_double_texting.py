@@ -21,7 +21,7 @@ from server.app import create_app
 from server.config import ConfigError, Settings
 from server.runs.service import RunService
 from server.store.models import Message, Run, utcnow
-from tests.helpers import TestUser, error_of, make_user
+from tests.support.api import User, error_of, make_user
 from tests.workers.conftest import Client, session_events
 from workers.context import WorkerDeps
 from workers.executor import StageExecutor
@@ -30,7 +30,7 @@ from workers.observer import StageObserver
 SESSIONS = "/api/v1/sessions"
 
 
-async def _session(app: Client, user: TestUser, **body: Any) -> str:
+async def _session(app: Client, user: User, **body: Any) -> str:
     resp = await app.post(SESSIONS, json=body, headers=user.auth)
     assert resp.status == 201, await resp.text()
     sid: str = (await resp.json())["session_id"]
@@ -38,7 +38,7 @@ async def _session(app: Client, user: TestUser, **body: Any) -> str:
 
 
 async def _send(
-    app: Client, user: TestUser, sid: str, content: str, policy: str | None = None
+    app: Client, user: User, sid: str, content: str, policy: str | None = None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"content": content}
     if policy is not None:
@@ -49,7 +49,7 @@ async def _send(
     return answer
 
 
-async def _view(app: Client, user: TestUser, sid: str) -> dict[str, Any]:
+async def _view(app: Client, user: User, sid: str) -> dict[str, Any]:
     resp = await app.get(f"{SESSIONS}/{sid}", headers=user.auth)
     assert resp.status == 200, await resp.text()
     view: dict[str, Any] = await resp.json()

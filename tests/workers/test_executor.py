@@ -9,7 +9,7 @@ from arq.constants import job_key_prefix
 from arq.jobs import Job, JobStatus
 
 from server.store.models import Run
-from tests.helpers import make_user
+from tests.support.api import make_user
 from tests.workers.conftest import Client, session_events, start_run
 from workers.context import WorkerDeps
 from workers.executor import StageExecutor

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from server.config import Settings
 from server.store.models import utcnow
-from tests.helpers import make_user
+from tests.support.api import make_user
 from tests.workers.conftest import Client
 from tests.workers.conftest import session_events as _events
 from tests.workers.conftest import start_run as _send

@@ -17,7 +17,7 @@ from server.app import create_app
 from server.config import Settings
 from server.pipelines import DEFAULT_PIPELINES_FILE
 from server.ratelimit import Rule
-from tests.helpers import TestUser, error_of, make_user
+from tests.support.api import Api, User, error_of, make_user
 from tests.workers.conftest import wait_run
 from workers.demo_model import DemoModelServer
 from workers.inprocess import InProcessWorker
@@ -25,17 +25,12 @@ from workers.inprocess import InProcessWorker
 Client = TestClient[Any, web.Application]
 
 
-async def _session(client: Client, user: TestUser, pipeline: str = "default") -> str:
-    resp = await client.post("/api/v1/sessions", json={"pipeline": pipeline}, headers=user.auth)
-    return str((await resp.json())["session_id"])
+async def _session(client: Client, user: User, pipeline: str = "default") -> str:
+    return await Api.of(client).as_user(user).new_session(pipeline)
 
 
-async def _send(client: Client, user: TestUser, sid: str, content: str) -> dict[str, Any]:
-    resp = await client.post(
-        f"/api/v1/sessions/{sid}/messages", json={"content": content}, headers=user.auth
-    )
-    assert resp.status == 202, await resp.text()
-    return await resp.json()  # type: ignore[no-any-return]
+async def _send(client: Client, user: User, sid: str, content: str) -> dict[str, Any]:
+    return await Api.of(client).as_user(user).send(sid, content)
 
 
 async def _events(client: Client, sid: str) -> list[dict[str, Any]]:

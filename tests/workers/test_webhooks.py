@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from server import keys
 from server.config import Settings
 from server.store.models import Webhook, WebhookDelivery
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 from tests.workers.conftest import start_run, wait_run
 from tests.workers.webhook_support import Receiver, doc_verify, start_receiver
 from workers.context import DEPS, WorkerDeps
@@ -46,7 +46,7 @@ def run_settings(run_settings: Settings) -> Settings:
     )  # fmt: skip
 
 
-async def set_webhook(client: Client, user: TestUser, url: str) -> str:
+async def set_webhook(client: Client, user: User, url: str) -> str:
     """Set the user's webhook; return the generated secret."""
     resp = await client.put("/api/v1/webhook", json={"url": url}, headers=user.auth)
     assert resp.status == 200, await resp.text()
@@ -54,7 +54,7 @@ async def set_webhook(client: Client, user: TestUser, url: str) -> str:
     return secret
 
 
-async def deliveries(client: Client, user: TestUser) -> list[dict[str, Any]]:
+async def deliveries(client: Client, user: User) -> list[dict[str, Any]]:
     """The user's delivery log, newest first."""
     resp = await client.get("/api/v1/webhook/deliveries", headers=user.auth)
     assert resp.status == 200
@@ -62,9 +62,7 @@ async def deliveries(client: Client, user: TestUser) -> list[dict[str, Any]]:
     return items
 
 
-async def finished_delivery(
-    client: Client, user: TestUser, within_s: float = 20.0
-) -> dict[str, Any]:
+async def finished_delivery(client: Client, user: User, within_s: float = 20.0) -> dict[str, Any]:
     """Wait until the user's newest delivery is no longer pending; return it."""
     async with asyncio.timeout(within_s):
         while True:

@@ -17,7 +17,7 @@ async def start_demo_model_if_needed(stack: AsyncExitStack, settings: Settings) 
     """Serve the demo model in-process when the pipelines need ${DEMO_MODEL_URL} and none is set."""
     if settings.demo_model_url is not None:
         return settings
-    registry = AgentRegistry.load(settings.pipelines_file)
+    registry = AgentRegistry.load(settings.pipelines_file, keys=settings.provider_keys)
     if all(p.base_url is not None for p in registry.providers()):
         return settings
     config = DemoConfig(token_delay_ms=settings.demo_token_delay_ms)

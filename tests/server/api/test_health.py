@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
-from tests.helpers import error_of
+from tests.support.api import error_of
 
 Client = TestClient[Any, web.Application]
 

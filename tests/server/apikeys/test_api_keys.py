@@ -12,7 +12,7 @@ from server import keys
 from server.apikeys.service import TooManyKeys
 from server.config import Limits
 from tests.conftest import ClientFactory
-from tests.helpers import error_of, make_user
+from tests.support.api import error_of, make_user
 
 Client = TestClient[Any, web.Application]
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from tests.conftest import ALLOWED_ORIGIN, TEST_SECRET
-from tests.helpers import error_of, make_user
+from tests.support.api import error_of, make_user
 
 Client = TestClient[Any, web.Application]
 REGISTER = "/api/v1/auth/register"

@@ -14,7 +14,7 @@ from server import keys
 from server.events.presence import Presence, watching
 from server.redis_keys import RedisKeys
 from server.ws.connection import Connection
-from tests.helpers import make_user
+from tests.support.api import make_user
 
 KEYS = RedisKeys("t")
 

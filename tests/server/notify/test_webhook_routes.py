@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.notify import webhooks
-from tests.helpers import error_of, make_user
+from tests.support.api import error_of, make_user
 
 Client = TestClient[Any, web.Application]
 HOOK = "/api/v1/webhook"

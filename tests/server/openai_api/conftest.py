@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 
 # The app + demo model + in-process worker of the run tests.
 from tests.workers.conftest import demo, run_settings, stack
@@ -23,7 +23,7 @@ class Keyed:
     """A user, an API key of theirs and the /v1 base URL of the stack."""
 
     client: Client
-    user: TestUser
+    user: User
     key: str
     base_url: str
 

@@ -15,8 +15,8 @@ from server.openai_api import routes
 from server.openai_api.chunks import ChunkWriter
 from server.sse.feed import SessionFeed
 from tests.conftest import ClientFactory
-from tests.helpers import make_user
 from tests.server.openai_api.conftest import Keyed
+from tests.support.api import make_user
 from tests.workers.conftest import wait_run
 from workers.inprocess import InProcessWorker
 

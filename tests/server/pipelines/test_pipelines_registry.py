@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from server.pipelines import (
     DEFAULT_PIPELINES_FILE,
@@ -64,7 +65,7 @@ def test_without_the_demo_url_the_provider_says_what_is_missing() -> None:
 
 
 def test_describe_lists_pipelines_stages_and_agents_without_secrets() -> None:
-    registry = AgentRegistry.loads(GOOD, env={"P_KEY": "sk-secret-value"})
+    registry = AgentRegistry.loads(GOOD, keys={"P_KEY": SecretStr("sk-secret-value")})
     described = registry.describe()
     assert described["default"] == "default"
     [pipeline] = described["pipelines"]
@@ -80,27 +81,28 @@ def test_describe_lists_pipelines_stages_and_agents_without_secrets() -> None:
     assert "sk-secret-value" not in repr(registry.provider("p"))
 
 
-def test_api_keys_come_from_the_given_environment() -> None:
-    assert AgentRegistry.loads(GOOD, env={"P_KEY": "k"}).provider("p").api_key == "k"
-    missing = AgentRegistry.loads(GOOD, env={}).provider("p")
+def test_api_keys_come_from_the_given_keys() -> None:
+    key = AgentRegistry.loads(GOOD, keys={"P_KEY": SecretStr("k")}).provider("p").api_key
+    assert key is not None and key.get_secret_value() == "k"
+    missing = AgentRegistry.loads(GOOD, keys={}).provider("p")
     assert missing.problem is not None and "P_KEY" in missing.problem
 
 
 def test_prices_give_costs() -> None:
-    provider = AgentRegistry.loads(GOOD, env={}).provider("p")
+    provider = AgentRegistry.loads(GOOD, keys={}).provider("p")
     assert provider.cost(1_000_000, 500_000) == pytest.approx(2.0)
     assert provider.cost(0, 0) == 0
 
 
 def test_unknown_names_raise_a_clear_lookup_error() -> None:
-    registry = AgentRegistry.loads(GOOD, env={})
+    registry = AgentRegistry.loads(GOOD, keys={})
     for lookup in (registry.pipeline, registry.agent, registry.model, registry.provider):
         with pytest.raises(UnknownName, match=r"unknown .* 'nope'"):
             lookup("nope")
 
 
 def test_build_messages_renders_the_template_and_keeps_the_conversation() -> None:
-    registry = AgentRegistry.loads(GOOD, env={})
+    registry = AgentRegistry.loads(GOOD, keys={})
     msgs = registry.build_messages(
         registry.agent("b"),
         history=[("user", "earlier"), ("assistant", "reply"), ("system", "ignored")],
@@ -118,7 +120,7 @@ def test_build_messages_renders_the_template_and_keeps_the_conversation() -> Non
 
 def test_templates_see_message_and_history_and_keep_literal_dollars() -> None:
     text = GOOD.replace('"Plan for: $message"', '"Cost $$5. $message // $history"')
-    registry = AgentRegistry.loads(text, env={})
+    registry = AgentRegistry.loads(text, keys={})
     [system, *_] = registry.build_messages(
         registry.agent("a"), history=[("user", "hi"), ("assistant", "yo")], message="q"
     )
@@ -175,7 +177,7 @@ BAD_FILES = [
 @pytest.mark.parametrize(("text", "problem"), BAD_FILES)
 def test_bad_files_are_refused_naming_the_problem(text: str, problem: str) -> None:
     with pytest.raises(PipelinesError) as caught:
-        AgentRegistry.loads(text, source="custom.toml", env={})
+        AgentRegistry.loads(text, source="custom.toml", keys={})
     message = str(caught.value)
     assert message.startswith("pipelines file custom.toml: ")
     assert problem in message
@@ -185,7 +187,7 @@ def test_a_stage_may_declare_an_approval_gate() -> None:
     text = GOOD.replace(
         '{ name = "plan", agent = "a" }', '{ name = "plan", agent = "a", approve = true }'
     )
-    registry = AgentRegistry.loads(text, env={})
+    registry = AgentRegistry.loads(text, keys={})
     assert [s.approve for s in registry.pipeline("default").stages] == [True, False]
     [pipeline] = registry.describe()["pipelines"]
     assert [s["approve"] for s in pipeline["stages"]] == [True, False]
@@ -199,4 +201,4 @@ def test_an_unreadable_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_file_on_disk_loads(tmp_path: Path) -> None:
     path = tmp_path / "pipelines.toml"
     path.write_text(GOOD)
-    assert AgentRegistry.load(path, env={}).pipeline("default").stages[-1].name == "write"
+    assert AgentRegistry.load(path, keys={}).pipeline("default").stages[-1].name == "write"

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from server import keys
 from server.runs.service import RunService
 from server.store.models import Message, Run, Usage
-from tests.helpers import make_user
+from tests.support.api import make_user
 from tests.workers.conftest import session_events, start_run
 
 Client = TestClient[Any, web.Application]

@@ -11,7 +11,7 @@ from arq.jobs import Job, JobStatus
 
 from server import keys
 from server.store.models import Usage
-from tests.helpers import make_user
+from tests.support.api import make_user
 from tests.workers.conftest import session_events, start_run
 
 Client = TestClient[Any, web.Application]

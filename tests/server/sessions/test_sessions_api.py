@@ -13,13 +13,13 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.store.models import Message, Run, StageState
-from tests.helpers import TestUser, error_of, make_user
+from tests.support.api import User, error_of, make_user
 
 Client = TestClient[Any, web.Application]
 SESSIONS = "/api/v1/sessions"
 
 
-async def _create(client: Client, user: TestUser, **body: Any) -> dict[str, Any]:
+async def _create(client: Client, user: User, **body: Any) -> dict[str, Any]:
     resp = await client.post(SESSIONS, json=body, headers=user.auth)
     assert resp.status == 201, await resp.text()
     return await resp.json()  # type: ignore[no-any-return]

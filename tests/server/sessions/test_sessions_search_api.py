@@ -10,19 +10,19 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.store.models import Message, utcnow
-from tests.helpers import TestUser, error_of, make_user
+from tests.support.api import User, error_of, make_user
 
 Client = TestClient[Any, web.Application]
 SESSIONS = "/api/v1/sessions"
 
 
-async def _create(client: Client, user: TestUser, title: str) -> str:
+async def _create(client: Client, user: User, title: str) -> str:
     resp = await client.post(SESSIONS, json={"title": title}, headers=user.auth)
     assert resp.status == 201, await resp.text()
     return str((await resp.json())["session_id"])
 
 
-async def _list(client: Client, user: TestUser, **params: str) -> tuple[list[str], int]:
+async def _list(client: Client, user: User, **params: str) -> tuple[list[str], int]:
     resp = await client.get(SESSIONS, params=params, headers=user.auth)
     assert resp.status == 200, await resp.text()
     body = await resp.json()

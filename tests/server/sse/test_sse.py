@@ -12,9 +12,9 @@ from server import keys
 from server.sse.feed import SessionFeed
 from server.sse.routes import close_streams
 from tests.conftest import ALLOWED_ORIGIN
-from tests.helpers import error_of
 from tests.server.sse.conftest import open_stream
 from tests.server.ws.conftest import Ws
+from tests.support.api import error_of
 
 Client = TestClient[Any, web.Application]
 

@@ -9,8 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.sse.agui import to_ag_ui
-from tests.helpers import make_user
 from tests.server.sse.conftest import open_stream
+from tests.support.api import make_user
 from tests.workers.conftest import demo, run_settings, stack, wait_run
 
 Client = TestClient[Any, web.Application]

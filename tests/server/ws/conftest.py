@@ -14,7 +14,7 @@ from server import keys
 from server.config import Settings
 from server.store.models import ChatSession
 from tests.conftest import ClientFactory
-from tests.helpers import TestUser, make_user
+from tests.support.api import User, make_user
 
 WS_PATH = "/api/v1/ws"
 Client = TestClient[Any, web.Application]
@@ -44,17 +44,17 @@ class Ws:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    async def user(self, name: str = "ann") -> TestUser:
+    async def user(self, name: str = "ann") -> User:
         """Register and log in a user."""
         return await make_user(self.client, name)
 
-    async def session(self, user: TestUser) -> str:
+    async def session(self, user: User) -> str:
         """Create a session owned by ``user`` straight in the store; return its id."""
         session = ChatSession(user_id=user.user["user_id"], title="t")
         await self.client.app[keys.STORE].create_session(session)
         return session.session_id
 
-    async def connect(self, user: TestUser | None = None, **kwargs: Any) -> ClientWebSocketResponse:
+    async def connect(self, user: User | None = None, **kwargs: Any) -> ClientWebSocketResponse:
         """Open a socket; with a user, authenticate by bearer header and read ``ready``."""
         headers = dict(kwargs.pop("headers", {}))
         if user is not None:
