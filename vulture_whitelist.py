@@ -54,3 +54,5 @@ _.user_sockets  # SocketLimits: the limits tests read it
 _.all_vars  # config_docs: the docs and deployment tests
 _.sample  # config_docs.Var: the docs tests
 _.streams  # api.operations.Operation: the OpenAPI tests
+_.resets_at  # budget_exceeded errors and BudgetStatus: OpenAPI response fields
+_.global_exceeded  # BudgetStatus: an OpenAPI response field

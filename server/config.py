@@ -66,6 +66,21 @@ def _hardening(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _budgets(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the daily budgets (0: unlimited) and who becomes admin."""
+    budgets: dict[str, Any] = {
+        "budget_tokens_per_day": _int(env, "BUDGET_TOKENS_PER_DAY", 0),
+        "budget_global_tokens_per_day": _int(env, "BUDGET_GLOBAL_TOKENS_PER_DAY", 0),
+    }
+    for name in ("BUDGET_COST_PER_DAY", "BUDGET_GLOBAL_COST_PER_DAY"):
+        value = _float(env, name, 0.0)
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value}")
+        budgets[name.lower()] = value
+    budgets["first_user_admin"] = env.get("FIRST_USER_ADMIN", "1") not in ("0", "false", "no")
+    return budgets
+
+
 @dataclass(frozen=True)
 class Limits:
     """Rate limits; each is (count, window in seconds)."""
@@ -154,6 +169,13 @@ class Settings:
     # Open interfaces (API keys, SSE, the OpenAI-compatible endpoint).
     api_keys_per_user: int = 20
     sse_heartbeat_s: float = 15.0
+    # Daily budgets per UTC day (docs/budgets.md): a user's default (an admin may set one per
+    # user) and the server's total; 0 is unlimited. The first registered user becomes admin.
+    budget_tokens_per_day: int = 0
+    budget_cost_per_day: float = 0.0
+    budget_global_tokens_per_day: int = 0
+    budget_global_cost_per_day: float = 0.0
+    first_user_admin: bool = True
 
     @property
     def production(self) -> bool:
@@ -240,6 +262,7 @@ class Settings:
             **_hardening(env),
             api_keys_per_user=_int(env, "API_KEYS_PER_USER", cls.api_keys_per_user, 1),
             sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", cls.sse_heartbeat_s),
+            **_budgets(env),
         )
         settings.validate()
         return settings

@@ -19,6 +19,7 @@ from server.store.base import Store
 
 if TYPE_CHECKING:
     from server.apikeys.service import ApiKeyService
+    from server.budgets import BudgetBook
     from server.pipelines import AgentRegistry
     from server.runs.service import RunService
     from server.ws.limits import SocketLimits
@@ -39,3 +40,4 @@ WS_LIMITS: web.AppKey[SocketLimits] = web.AppKey("ws_limits")
 # Whether the built-in demo model is answering (set by the embedded bootstrap; the UI says so).
 DEMO_MODEL_ACTIVE = web.AppKey("demo_model_active", bool)
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
+BUDGETS: web.AppKey[BudgetBook] = web.AppKey("budgets")

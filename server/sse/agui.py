@@ -53,7 +53,9 @@ def _run_completed(event: dict[str, Any]) -> list[AgUiEvent]:
 
 
 def _run_failed(event: dict[str, Any]) -> list[AgUiEvent]:
-    return [{"type": "RUN_ERROR", "message": str(event["data"].get("error")), "code": "run_failed"}]
+    data = event["data"]
+    code = data.get("error_code") or "run_failed"
+    return [{"type": "RUN_ERROR", "message": str(data.get("error")), "code": code}]
 
 
 def _run_cancelled(event: dict[str, Any]) -> list[AgUiEvent]:
