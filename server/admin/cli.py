@@ -119,7 +119,8 @@ async def _reachable(url: str | None) -> Redis | None:
 async def run(args: argparse.Namespace, settings: Settings, out: list[str]) -> int:
     """Perform one admin command; append what to print to ``out``; return the exit status."""
     store: Store = await open_store(settings)
-    redis = await _reachable(redis_url(settings)) if args.command == "disable" else None
+    announce = args.command in ("disable", "enable")
+    redis = await _reachable(redis_url(settings)) if announce else None
     try:
         admin = AdminService(store, redis, RedisKeys(settings.redis_key_prefix))
         if args.command == "list-users":

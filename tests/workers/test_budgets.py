@@ -164,4 +164,3 @@ async def test_the_global_budget_binds_every_user(
         assert body["error"]["budget"] == "global"
         usage = await (await app.get("/api/v1/usage", headers=bob.auth)).json()
         assert usage["budget"]["exceeded"] is False and usage["budget"]["global_exceeded"]
-
