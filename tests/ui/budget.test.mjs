@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { budgetLines, resetsIn } from "../../static/js/budget.js";
+import { describeError } from "../../static/js/util/format.js";
 
 const NOW = Date.parse("2026-12-01T20:55:00.000Z");
 const RESETS = "2026-12-02T00:00:00.000Z";
@@ -29,4 +30,11 @@ test("unlimited, spent, and the server's budget spent", () => {
   assert.deepEqual(budgetLines({ ...open, global_exceeded: true }, NOW),
     ["The server's daily budget is spent; it resets at midnight UTC (in 3 h 5 min)."]);
   assert.deepEqual(budgetLines(undefined, NOW), []);
+});
+
+test("a refused send says whose budget is spent and when it resets", () => {
+  const mine = { status: 429, code: "budget_exceeded", message: "Your daily budget is spent; it resets at x", retryAfter: 11100 };
+  assert.equal(describeError(mine), "Your daily budget is spent. It resets at midnight UTC in 3 h 5 min.");
+  const server = { code: "budget_exceeded", message: "The server's daily budget is spent; it resets at x" };
+  assert.equal(describeError(server), "The server's daily budget is spent. It resets at midnight UTC.");
 });
