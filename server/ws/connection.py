@@ -149,11 +149,17 @@ class Connection:
 
     async def start(self) -> None:
         """Check the token once more, arm its expiry and greet the client with ``ready``."""
-        # Attached first, then checked: a revocation is either seen here or by the hub.
+        # Attached first, then checked: a revocation (or a disable) is either seen here or by
+        # the hub.
         try:
             await self.app[keys.TOKENS].verify(self._identity.token)
         except TokenError:
             self.close(POLICY_VIOLATION, "token revoked")
+            return
+        if await self.app[keys.REDIS].exists(
+            self.app[keys.REDIS_KEYS].user_disabled(self.user.user_id)
+        ):
+            self.disabled()
             return
         delay = max(0.0, self._identity.claims.seconds_left())
         loop = asyncio.get_running_loop()

@@ -164,3 +164,13 @@ async def _until(predicate: Callable[[], object]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not met within 5 s")
+
+
+async def test_a_socket_authenticated_as_the_user_is_disabled_closes_at_once(ws_tools: Ws) -> None:
+    """A disable landing between the handshake's check and the hub's attach: the connection's
+    own check after attaching sees the flag (here only the flag is set, as it lands first)."""
+    _admin, user = await _admin_and_user(ws_tools)
+    app = ws_tools.client.app
+    await app[keys.REDIS].set(app[keys.REDIS_KEYS].user_disabled(user.user["user_id"]), "1")
+    ws = await ws_tools.client.ws_connect("/api/v1/ws", headers=user.auth)
+    assert await recv_close(ws) == 4403
