@@ -61,6 +61,13 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
     ("api_keys", "hash_unique", [("key_hash", 1)], True),
     ("api_keys", "user_created", [("user_id", 1), ("created_at", 1), ("_id", 1)], False),
 )
+# What a usage aggregation sums over llm_calls.
+_USAGE_SUMS: Doc = {
+    "prompt_tokens": {"$sum": "$prompt_tokens"},
+    "completion_tokens": {"$sum": "$completion_tokens"},
+    "cost_usd": {"$sum": "$cost_usd"},
+    "calls": {"$sum": 1},
+}
 # $dateToString works in UTC unless told otherwise.
 _DAY = {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}}
 
@@ -345,13 +352,7 @@ class MongoStore:
 
     async def usage_summary(self, user_id: str) -> UsageSummary:
         """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""
-        group = {
-            "_id": _DAY,
-            "prompt_tokens": {"$sum": "$prompt_tokens"},
-            "completion_tokens": {"$sum": "$completion_tokens"},
-            "cost_usd": {"$sum": "$cost_usd"},
-            "calls": {"$sum": 1},
-        }
+        group = {"_id": _DAY, **_USAGE_SUMS}
         pipeline = [{"$match": _eq(user_id=user_id)}, {"$group": group}, {"$sort": {"_id": -1}}]
         cursor = await self._db["llm_calls"].aggregate(pipeline)
         rows = await cursor.to_list()
@@ -363,13 +364,7 @@ class MongoStore:
         match: Doc = {"created_at": {"$gte": start, "$lt": end}}
         if user_id is not None:
             match = {**_eq(user_id=user_id), **match}
-        group = {
-            "_id": None,
-            "prompt_tokens": {"$sum": "$prompt_tokens"},
-            "completion_tokens": {"$sum": "$completion_tokens"},
-            "cost_usd": {"$sum": "$cost_usd"},
-            "calls": {"$sum": 1},
-        }
+        group = {"_id": None, **_USAGE_SUMS}
         cursor = await self._db["llm_calls"].aggregate([{"$match": match}, {"$group": group}])
         rows = await cursor.to_list()
         if not rows:

@@ -5,7 +5,6 @@ sockets and streams stop at once on every web process — and enables them again
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 from server import keys
 from tests.helpers import TestUser, error_of
 from tests.server.sse.conftest import open_stream
-from tests.server.ws.conftest import MakeWs, Ws, recv_close
+from tests.server.ws.conftest import MakeWs, Ws, recv_close, until
 
 USERS = "/api/v1/admin/users"
 
@@ -134,7 +133,7 @@ async def test_a_disable_missed_while_the_hub_was_away_closes_the_socket_on_reco
     hub = app[keys.EVENT_HUB]
     redis = Redis.from_url(redis_url)
     await redis.client_kill_filter(_type="pubsub")
-    await _until(lambda: not hub.connected.is_set())
+    await until(lambda: not hub.connected.is_set())
     # The store write and the flag land while this web process hears nothing.
     await app[keys.STORE].update_user(user.user["user_id"], {"disabled": True})
     await redis.set(app[keys.REDIS_KEYS].user_disabled(user.user["user_id"]), "1")
@@ -156,14 +155,6 @@ async def test_a_socket_opened_before_the_disable_cannot_start_a_run(ws_tools: W
     assert answer["type"] == "error" and answer["error"]["code"] == "unauthorized"
     assert admin.user["role"] == "admin"
     await ws.close()
-
-
-async def _until(predicate: Callable[[], object]) -> None:
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met within 5 s")
 
 
 async def test_a_socket_authenticated_as_the_user_is_disabled_closes_at_once(ws_tools: Ws) -> None:
