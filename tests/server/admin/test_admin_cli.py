@@ -8,7 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from chorus.embedded import embedded_services
 from server import keys
+from server.admin.cli import REDIS_URL_FILE, redis_url
+from server.config import Settings
 from tests.helpers import error_of
 from tests.server.ws.conftest import Ws, recv_close
 
@@ -81,3 +84,18 @@ async def test_the_cli_disable_closes_the_users_socket_and_enable_restores_them(
         client.app[keys.REDIS_KEYS].user_disabled(user.user["user_id"])
     )
     await other_ws.close()
+
+
+async def test_the_cli_finds_the_private_redis_of_an_embedded_server(tmp_path: Path) -> None:
+    """Without REDIS_URL, `admin disable` reaches the Redis a running embedded server
+    started (written to DATA_DIR/redis_url while it runs), so it can close sockets."""
+    settings = Settings(data_dir=tmp_path / "data", embedded_worker=False)
+    assert redis_url(settings) is None
+    async with embedded_services(settings) as embedded:
+        assert embedded.private_redis and embedded.settings.redis_url
+        assert redis_url(settings) == embedded.settings.redis_url
+        assert redis_url(settings.replace(redis_url="redis://elsewhere:6379/0")) == (
+            "redis://elsewhere:6379/0"
+        )
+    assert not (tmp_path / "data" / REDIS_URL_FILE).exists()
+    assert redis_url(settings) is None
