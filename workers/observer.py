@@ -8,13 +8,18 @@ would carry.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from server.events.bus import EventBus
 from server.store.base import Store
 from server.store.models import LlmCall, Usage
 from workers.budget_meter import BudgetMeter
+
+log = logging.getLogger("chorus.executor")
 
 
 class StageObserver:
@@ -105,7 +110,10 @@ class StageObserver:
         self.calls.append(call)
         await self._store.insert_llm_call(call)
         if self.meter is not None:
-            await self.meter.on_call(record)
+            try:
+                await self.meter.on_call(record)
+            except RedisError:  # the call is recorded; a missed correction must not fail it
+                log.warning("could not correct the budget counters", exc_info=True)
 
     def usage(self) -> Usage:
         """What every call recorded so far spent."""
