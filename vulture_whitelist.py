@@ -66,3 +66,5 @@ _.env_settings
 _.dotenv_settings
 _.file_secret_settings
 _._load_env_vars
+_.resets_at  # budget_exceeded errors and BudgetStatus: OpenAPI response fields
+_.global_exceeded  # BudgetStatus: an OpenAPI response field

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from server.admin.cli import REDIS_URL_FILE
 from server.config import Settings
 from server.pipelines import AgentRegistry
 from server.redis_proc import RedisProcess
@@ -74,6 +75,10 @@ async def embedded_services(settings: Settings) -> AsyncIterator[Embedded]:
             redis = await stack.enter_async_context(RedisProcess())
             log.info("started private redis-server", extra={"redis_url": redis.url})
             settings = settings.replace(redis_url=redis.url)
+            # For `python -m server admin disable`, so it can close the user's sockets.
+            url_file = settings.data_dir / REDIS_URL_FILE
+            url_file.write_text(redis.url)
+            stack.callback(url_file.unlink, missing_ok=True)
         settings = await start_demo_model_if_needed(stack, settings)
         worker = None
         if settings.embedded_worker:

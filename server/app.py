@@ -10,6 +10,7 @@ from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server import keys
+from server.admin.routes import routes as admin_routes
 from server.api.health import routes as health_routes
 from server.api.metrics import setup_metrics
 from server.api.openapi import setup_openapi
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(usage_routes)
     app.add_routes(api_key_routes)
     app.add_routes(webhook_routes)
+    app.add_routes(admin_routes)
     app.add_routes(openai_routes)
     setup_ws(app)
     setup_openapi(app)

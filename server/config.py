@@ -236,6 +236,13 @@ class Settings(_Frozen):
     # Whether webhooks may reach loopback, private and link-local addresses (None: only
     # outside production).
     webhook_allow_private: bool | None = setting("WEBHOOK_ALLOW_PRIVATE", None)
+    # Daily budgets per UTC day (docs/budgets.md): a user's default (an admin may set one per
+    # user) and the server's total; 0 is unlimited. The first registered user becomes admin.
+    budget_tokens_per_day: int = setting("BUDGET_TOKENS_PER_DAY", 0, minimum=0)
+    budget_cost_per_day: float = setting("BUDGET_COST_PER_DAY", 0.0, minimum=0)
+    budget_global_tokens_per_day: int = setting("BUDGET_GLOBAL_TOKENS_PER_DAY", 0, minimum=0)
+    budget_global_cost_per_day: float = setting("BUDGET_GLOBAL_COST_PER_DAY", 0.0, minimum=0)
+    first_user_admin: bool = setting("FIRST_USER_ADMIN", True)
     # The model providers' API keys, by the variable each provider's ``api_key_env`` names in
     # the pipelines file (from_env reads exactly those); never shown.
     provider_keys: dict[str, SecretStr] = Field(default_factory=dict, repr=False)

@@ -187,6 +187,19 @@ SECTIONS: tuple[tuple[str, tuple[Var, ...]], ...] = (
             "counts as present this long unless its web process refreshes it (every third "
             "of it); a crashed process's watchers lapse after it"),
     )),
+    ("Budgets and admin (docs/budgets.md)", (
+        Var("BUDGET_TOKENS_PER_DAY", "budget_tokens_per_day", "tokens (prompt + completion) "
+            "a user may spend per UTC day, unless an admin set the user's own; 0: unlimited",
+            sample="200000"),
+        Var("BUDGET_COST_PER_DAY", "budget_cost_per_day", "USD a user may spend per UTC day, "
+            "unless an admin set the user's own; 0: unlimited", sample="2.5"),
+        Var("BUDGET_GLOBAL_TOKENS_PER_DAY", "budget_global_tokens_per_day", "tokens every "
+            "user together may spend per UTC day; 0: unlimited", sample="5000000"),
+        Var("BUDGET_GLOBAL_COST_PER_DAY", "budget_global_cost_per_day", "USD every user "
+            "together may spend per UTC day; 0: unlimited", sample="50"),
+        Var("FIRST_USER_ADMIN", "first_user_admin", "the first account registered becomes "
+            "an admin; `0`: admins only by `python -m server admin promote`", sample="0"),
+    )),
 )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -25,10 +26,18 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(sentence(message))
         self.message = sentence(message)
         self.headers = dict(headers or {})
+        # Extra fields of the error object beside code and message (e.g. ``resets_at``).
+        self.details = dict(details or {})
 
 
 class InvalidRequest(ApiError):
@@ -106,23 +115,36 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class BudgetExceeded(ApiError):
+    """A daily token or cost budget is spent; ``resets_at`` says when it starts again."""
+
+    status = 429
+    code = "budget_exceeded"
+
+
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+def error_body(
+    code: str, message: str, details: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Return the error envelope every API error uses."""
-    return {"error": {"code": code, "message": sentence(message)}}
+    return {"error": {**(details or {}), "code": code, "message": sentence(message)}}
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> web.Response:
     """Build a JSON error response."""
     return web.Response(
         status=status,
-        text=json.dumps(error_body(code, message)),
+        text=json.dumps(error_body(code, message, details)),
         content_type="application/json",
         headers=headers,
     )
@@ -151,7 +173,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
     except ValidationError as exc:
         return error_response(422, "invalid_request", describe_validation(exc))
     except RedisError as exc:

@@ -19,6 +19,7 @@ from server.store.base import Store
 
 if TYPE_CHECKING:
     from server.apikeys.service import ApiKeyService
+    from server.budgets import BudgetBook
     from server.notify.webhooks import WebhookService
     from server.pipelines import AgentRegistry
     from server.runs.service import RunService
@@ -41,3 +42,4 @@ WS_LIMITS: web.AppKey[SocketLimits] = web.AppKey("ws_limits")
 DEMO_MODEL_ACTIVE = web.AppKey("demo_model_active", bool)
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
 WEBHOOKS: web.AppKey[WebhookService] = web.AppKey("webhooks")
+BUDGETS: web.AppKey[BudgetBook] = web.AppKey("budgets")

@@ -19,6 +19,14 @@ class RedisKeys:
         """Pub/sub channel announcing revoked token ids to every web process."""
         return f"{self.prefix}:jwt:revoked"
 
+    def user_disabled(self, user_id: str) -> str:
+        """Set while a user is disabled: what a hub that was away from Redis checks."""
+        return f"{self.prefix}:user:{user_id}:disabled"
+
+    def usage_day(self, user_id: str | None, day: str) -> str:
+        """Hash {tokens, cost, init}: a user's (None: everyone's) spend on one UTC day."""
+        return f"{self.prefix}:usage:{user_id or '*'}:{day}"
+
     def rate(self, scope: str, subject: str) -> str:
         """Sliding-window counter for one rate-limit scope and subject."""
         return f"{self.prefix}:rate:{scope}:{subject}"

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 
 from server import keys
 from server.auth.tokens import TokenService
+from server.budgets import BudgetBook
 from server.events.bus import EventBus
 from server.ratelimit import RateLimiter
 from server.redis_client import redis_client
@@ -48,9 +49,11 @@ async def run_service_ctx(app: web.Application) -> AsyncIterator[None]:
     redis, settings = app[keys.REDIS], app[keys.SETTINGS]
     assert isinstance(redis, ArqRedis)
     leases = LeaseBook(redis, app[keys.REDIS_KEYS], settings.lease_ttl_s, settings.lease_renew_s)
+    budgets = BudgetBook(redis, app[keys.REDIS_KEYS], app[keys.STORE], settings)
+    app[keys.BUDGETS] = budgets
     app[keys.RUN_SERVICE] = RunService(
         RunDeps(settings=settings, store=app[keys.STORE], redis=redis, keys=app[keys.REDIS_KEYS],
                 bus=app[keys.EVENT_BUS], registry=app[keys.PIPELINES], leases=leases,
-                limiter=app[keys.RATE_LIMITER])
+                limiter=app[keys.RATE_LIMITER], budgets=budgets)
     )  # fmt: skip
     yield

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from server.pipelines import Agent
 from server.pipelines.registry import UnknownName
 from server.runs.leases import Lease
 from server.store.models import FINAL_RUN_STATUSES, Run, Usage
+from workers.budget_meter import BudgetMeter
 from workers.context import WorkerDeps
 from workers.model_chain import StageCancelled, StageFailed
 from workers.observer import StageObserver
@@ -68,23 +70,34 @@ class StageExecutor:
                 run, index, f"Agent {stage.agent!r} is no longer configured on this server."
             )
             return
+        messages = await self._prompt(run, index)
+        meter = await self._meter(run, agent, messages)
         observer = StageObserver(
             bus=d.bus, store=d.store, session_id=run.session_id, run_id=run.run_id,
             user_id=run.user_id, stage=stage.name, flush_ms=d.settings.delta_flush_ms,
-            generation=run.generation,
+            generation=run.generation, meter=meter,
         )  # fmt: skip
-        messages = await self._prompt(run, index)
         try:
-            result = await d.chain.run(agent, messages, observer, self._stop_check(run, lease))
+            result = await d.chain.run(
+                agent, messages, observer, self._stop_check(run, lease, meter)
+            )
         except StageCancelled:
             await observer.close()
-            if not await self._superseded(run, lease):
+            if await self._superseded(run, lease):
+                return
+            if meter is not None and meter.exceeded is not None and self.runs.d.budgets:
+                # Spent mid-stream: the stage fails keeping its text; its calls' usage counts.
+                error = self.runs.d.budgets.error(meter.exceeded).message
+                await self.runs.fail_stage(
+                    run, index, error, usage=observer.usage(), error_code="budget_exceeded"
+                )
+            else:
                 await self.runs.cancel(run, expect={"generation": run.generation})
             return
         except StageFailed as exc:
             await observer.close()
             if not await self._superseded(run, lease):
-                await self.runs.fail_stage(run, index, str(exc))
+                await self.runs.fail_stage(run, index, str(exc), usage=observer.usage())
             return
         await observer.close()
         if await self._superseded(run, lease):
@@ -108,8 +121,21 @@ class StageExecutor:
             )  # fmt: skip
         return lost
 
-    def _stop_check(self, run: Run, lease: Lease) -> Callable[[], Awaitable[bool]]:
-        """The check the chain polls (about every 50 ms) while the stage streams."""
+    async def _meter(
+        self, run: Run, agent: Agent, messages: list[dict[str, str]]
+    ) -> BudgetMeter | None:
+        """The stage's budget meter (None without budgets, or for a user gone meanwhile)."""
+        book = self.runs.d.budgets
+        user = None if book is None else await self.deps.store.get_user(run.user_id)
+        if book is None or user is None:
+            return None
+        return BudgetMeter(book, user, self.deps.registry, agent, messages)
+
+    def _stop_check(
+        self, run: Run, lease: Lease, meter: BudgetMeter | None = None
+    ) -> Callable[[], Awaitable[bool]]:
+        """The check the chain polls (about every 50 ms) while the stage streams: a cancel,
+        a lost lease or fence, or (charging the stream so far) a spent daily budget."""
         d = self.deps
         cancel_key = d.keys.run_cancel(run.run_id, run.generation)
         fence_key = d.keys.run_fence(run.run_id)
@@ -118,7 +144,9 @@ class StageExecutor:
             if lease.lost.is_set():
                 return True
             cancelled, fence = await d.redis.mget([cancel_key, fence_key])
-            return cancelled is not None or (fence is not None and int(fence) > run.generation)
+            if cancelled is not None or (fence is not None and int(fence) > run.generation):
+                return True
+            return meter is not None and await meter.spent()
 
         return should_stop
 

@@ -14,6 +14,7 @@ from typing import Any
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings
 
+from server.budgets import BudgetBook
 from server.config import Settings
 from server.events.bus import EventBus
 from server.notify.webhooks import WEBHOOK_JOB
@@ -53,7 +54,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     runs = RunService(
         RunDeps(settings=settings, store=store, redis=redis, keys=keys, bus=bus,
                 registry=registry, leases=leases,
-                on_takeover=lambda _reason: metrics.lease_takeovers.inc())
+                on_takeover=lambda _reason: metrics.lease_takeovers.inc(),
+                budgets=BudgetBook(redis, keys, store, settings))
     )  # fmt: skip
     ctx[DEPS] = WorkerDeps(
         settings=settings, redis=redis, keys=keys, store=store, bus=bus, registry=registry,

@@ -8,12 +8,18 @@ would carry.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from server.events.bus import EventBus
 from server.store.base import Store
-from server.store.models import LlmCall
+from server.store.models import LlmCall, Usage
+from workers.budget_meter import BudgetMeter
+
+log = logging.getLogger("chorus.executor")
 
 
 class StageObserver:
@@ -30,6 +36,7 @@ class StageObserver:
         stage: str,
         flush_ms: int,
         generation: int | None = None,
+        meter: BudgetMeter | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -45,6 +52,7 @@ class StageObserver:
         self._pending: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.calls: list[LlmCall] = []
+        self.meter = meter
 
     async def _publish(self, name: str, data: dict[str, Any]) -> None:
         # Fenced: once the run has moved on to a newer generation, nothing more is published.
@@ -55,6 +63,8 @@ class StageObserver:
     async def on_delta(self, text: str) -> None:
         """Buffer text; flush now if the last flush is old enough, else soon."""
         self._buffer.append(text)
+        if self.meter is not None:
+            self.meter.on_delta(text)
         if time.monotonic() - self._last_flush >= self._flush_s:
             await self.flush()
         elif self._timer is None:
@@ -86,6 +96,8 @@ class StageObserver:
 
     async def on_retrying(self, attempt: int, error: str, next_model: str | None) -> None:
         """Announce a retry or a fallback to the next model."""
+        if self.meter is not None:
+            self.meter.on_model(next_model)
         await self.flush()
         await self._publish(
             "stage.retrying",
@@ -97,6 +109,21 @@ class StageObserver:
         call = LlmCall(run_id=self._run_id, user_id=self._user_id, stage=self.stage, **record)
         self.calls.append(call)
         await self._store.insert_llm_call(call)
+        if self.meter is not None:
+            try:
+                await self.meter.on_call(record)
+            except RedisError:  # the call is recorded; a missed correction must not fail it
+                log.warning("could not correct the budget counters", exc_info=True)
+
+    def usage(self) -> Usage:
+        """What every call recorded so far spent."""
+        total = Usage()
+        for call in self.calls:
+            total = total.plus(
+                Usage(prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens,
+                      cost_usd=call.cost_usd)
+            )  # fmt: skip
+        return total
 
     async def close(self) -> None:
         """Flush what is left and wait for timer-started flushes."""

@@ -108,7 +108,23 @@ async def usage(args: argparse.Namespace, cfg: CliConfig) -> int:
     for day in summary["days"]:
         print(f"{day['day']}  {day['prompt_tokens']} prompt  {day['completion_tokens']} "
               f"completion  {day['calls']} calls  ${day['cost_usd']:.6f}")  # fmt: skip
+    budget = summary.get("budget")
+    if isinstance(budget, dict):
+        print(_budget_line(budget))
     return 0
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    """Today's budget: what is left of the tokens and cost (or unlimited), and the reset."""
+    parts = []
+    for name, unit in (("tokens", " tokens"), ("cost_usd", " USD")):
+        meter = budget.get(name) or {}
+        if meter.get("limit") is None:
+            parts.append(f"unlimited{unit}")
+        else:
+            parts.append(f"{meter['remaining']:g} of {meter['limit']:g}{unit} left")
+    spent = "  SPENT" if budget.get("exceeded") or budget.get("global_exceeded") else ""
+    return f"budget  {'  '.join(parts)}  resets {budget.get('resets_at')}{spent}"
 
 
 async def login(args: argparse.Namespace, cfg: CliConfig) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from server.admin.schemas import ListUsersQuery, UserPatch
 from server.api import responses as r
 from server.apikeys.schemas import ApiKeyCreated, ApiKeyList, CreateKeyBody
 from server.auth.schemas import LoginBody, RegisterBody
@@ -38,7 +39,7 @@ from server.sessions.schemas import (
     RenameSessionBody,
 )
 from server.sse.routes import EventsQuery
-from server.store.models import ChatSession, Run, UsageSummary
+from server.store.models import ChatSession, Run
 
 # Statuses an authenticated request may get whatever it asks: no or a bad token, a cookie
 # request without X-Requested-With or from a foreign Origin, the per-user API rate limit.
@@ -129,8 +130,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="While a run is active, the double-texting policy (the body's, else the "
         "session's, else `DOUBLE_TEXTING`) decides: `reject` answers 409 `session_busy`; "
         "`enqueue` and `interrupt` answer `outcome: queued` (`interrupt` cancels the active "
-        "run); `amend` answers `outcome: amended` with the active run. 429 past the LLM "
-        "limits.",
+        "run); `amend` answers `outcome: amended` with the active run. 429 `rate_limited` "
+        "past the LLM limits, or `budget_exceeded` (with `resets_at` and `Retry-After`) once "
+        "a daily budget is spent.",
     ),
     ("DELETE", f"{V1}/sessions/{{session_id}}/messages/{{message_id}}"): Operation(
         "Cancel a queued message", "runs", 200, r.MessageEnvelope,
@@ -149,7 +151,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Resume a failed or cancelled run from its first unfinished stage", "runs", 202,
         r.RunEnvelope, errors=(*AUTH_ERRORS, 404, 409, 422),
         description="409 `session_busy` unless the run failed or was cancelled (or the "
-        "session has another active run); 422 when every stage is completed.",
+        "session has another active run); 422 when every stage is completed; 429 "
+        "`budget_exceeded` once a daily budget is spent.",
     ),
     ("POST", f"{V1}/runs/{{run_id}}/approve"): Operation(
         "Approve the stage a run awaits (its output optionally edited); the run goes on",
@@ -169,8 +172,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "`awaiting_approval`.",
     ),
     ("GET", f"{V1}/usage"): Operation(
-        "The caller's tokens and cost, totals and per day", "usage", 200, UsageSummary,
-        errors=AUTH_ERRORS,
+        "The caller's tokens and cost, totals and per day, and today's budget", "usage", 200,
+        r.UsageAnswer, errors=AUTH_ERRORS,
+        description="`budget`: today's (UTC) token and cost budget: limit (null: unlimited), "
+        "used, remaining, `resets_at`; `global_exceeded` when the server's budget is spent.",
+    ),
+    ("GET", f"{V1}/admin/users"): Operation(
+        "Every user, oldest first, with role, disabled flag and budgets (admins)", "admin",
+        200, r.AdminUserPage, query=ListUsersQuery, errors=(*AUTH_ERRORS, 422),
+        description="403 `forbidden` for a caller without the admin role.",
+    ),
+    ("GET", f"{V1}/admin/users/{{user_id}}"): Operation(
+        "A user with today's budget as it applies to them (admins)", "admin", 200,
+        r.AdminUserDetail, errors=(*AUTH_ERRORS, 404),
+    ),
+    ("PATCH", f"{V1}/admin/users/{{user_id}}"): Operation(
+        "Change a user's role, disabled flag or budgets (admins)", "admin", 200,
+        r.AdminUserEnvelope, body=UserPatch, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404),
+        description="`disabled: true` stops the user's tokens, API keys and cookies at once "
+        "(401) and closes their WebSockets (4403) and event streams on every web process. "
+        "A budget of null follows the server's default; 0 is unlimited. 422 when an admin "
+        "would disable or demote themselves.",
     ),
     ("GET", f"{V1}/ws"): Operation(
         "The WebSocket (see docs/websocket.md)", "websocket", 101, None, errors=(400, 403),

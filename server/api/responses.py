@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from server.store.models import ChatSession, Message, Run, Timestamp
+from server.store.models import ChatSession, Message, Role, Run, Timestamp, UsageSummary
 
 
 class PublicUser(BaseModel):
@@ -23,6 +23,58 @@ class PublicUser(BaseModel):
     name: str
     created_at: Timestamp
     updated_at: Timestamp
+    role: Role
+
+
+class AdminUser(PublicUser):
+    """A user as the admin API shows it: with its flags and budgets (null: the default)."""
+
+    disabled: bool
+    budget_tokens_per_day: int | None
+    budget_cost_per_day: float | None
+
+
+class AdminUserEnvelope(BaseModel):
+    user: AdminUser
+
+
+class AdminUserPage(BaseModel):
+    items: list[AdminUser]
+    limit: int
+    skip: int
+    total: int
+
+
+class Meter(BaseModel):
+    """One budget today: its limit (null: unlimited), what was used, what is left."""
+
+    limit: float | None
+    used: float
+    remaining: float | None
+
+
+class BudgetStatus(BaseModel):
+    """Today's (UTC) budget of the caller; ``global_exceeded``: the server's budget is spent."""
+
+    day: str
+    resets_at: str
+    tokens: Meter
+    cost_usd: Meter
+    exceeded: bool
+    global_exceeded: bool
+
+
+class UsageAnswer(UsageSummary):
+    """The caller's usage, totals and per day, and what is left of today's budget."""
+
+    budget: BudgetStatus
+
+
+class AdminUserDetail(BaseModel):
+    """A user with today's budget as it applies to them."""
+
+    user: AdminUser
+    budget: BudgetStatus
 
 
 class UserEnvelope(BaseModel):
@@ -123,6 +175,9 @@ class Readiness(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    # budget_exceeded only: when the spent budget starts again, and which ("user", "global").
+    resets_at: str | None = None
+    budget: str | None = None
 
 
 class ErrorBody(BaseModel):

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from server import keys
+from server.admin.service import AdminService
 from server.api.body import parse_body
 from server.auth.identity import COOKIE_TOKEN, authenticate
 from server.auth.schemas import LoginBody, RegisterBody
@@ -35,6 +36,8 @@ async def register(request: web.Request) -> web.Response:
         await store.create_user(user)
     except DuplicateError:
         raise EmailTaken("an account with this email already exists") from None
+    if request.app[keys.SETTINGS].first_user_admin:
+        user = await AdminService(store, None, request.app[keys.REDIS_KEYS]).promote_if_first(user)
     return web.json_response({"user": user.public()}, status=201)
 
 

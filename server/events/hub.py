@@ -32,13 +32,19 @@ _SEQ = b'"seq":'
 _POLL_S = 1.0  # bounded reads let redis-py send its health-check pings while idle
 
 
+# A revocations message naming a user (not a token id): an admin disabled that user.
+USER_DISABLED_PREFIX = "user:"
+
+
 class Sink(Protocol):
     """One WebSocket connection: queue a frame; hear that live delivery of some sessions
-    may have had a gap; hear that its token was revoked. No method may block."""
+    may have had a gap; hear that its token was revoked, or its user disabled. No method
+    may block."""
 
     def push(self, frame: bytes) -> None: ...
     def resync(self, session_ids: list[str]) -> None: ...
     def revoked(self) -> None: ...
+    def disabled(self) -> None: ...
 
 
 def seq_of(frame: bytes) -> int:
@@ -124,6 +130,7 @@ class EventHub:
         self._topics: dict[bytes, _Topic] = {}
         self._sinks: dict[Sink, str] = {}
         self._by_jti: dict[str, dict[Sink, None]] = {}
+        self._by_user: dict[str, dict[Sink, None]] = {}
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()  # serialises SUBSCRIBE/UNSUBSCRIBE and reconnects
         self._subscribed: set[bytes] = set()
@@ -147,17 +154,23 @@ class EventHub:
         self._tasks = []
         await self._drop_connection()
 
-    def attach(self, sink: Sink, jti: str) -> Callable[[], None]:
-        """Register a socket (for revocations and shutdown); return its detach callable."""
+    def attach(self, sink: Sink, jti: str, user_id: str | None = None) -> Callable[[], None]:
+        """Register a socket (for revocations, disabled users and shutdown); return its
+        detach callable."""
         self._sinks[sink] = jti
         self._by_jti.setdefault(jti, {})[sink] = None
+        if user_id is not None:
+            self._by_user.setdefault(user_id, {})[sink] = None
 
         def detach() -> None:
             self._sinks.pop(sink, None)
-            same_token = self._by_jti.get(jti, {})
-            same_token.pop(sink, None)
-            if not same_token:
-                self._by_jti.pop(jti, None)
+            for index, name in ((self._by_jti, jti), (self._by_user, user_id)):
+                if name is None:
+                    continue
+                same = index.get(name, {})
+                same.pop(sink, None)
+                if not same:
+                    index.pop(name, None)
 
         return detach
 
@@ -283,6 +296,7 @@ class EventHub:
             denied = await pipe.execute() if jtis else []
         for jti in (jti for jti, hit in zip(jtis, denied, strict=True) if hit):
             self._revoke(jti)
+        await self._recheck_users()
         affected: dict[Sink, list[str]] = {}
         for topic in self._topics.values():
             for sub in topic.subs:
@@ -330,6 +344,25 @@ class EventHub:
             sub.deliver(seq, data)
         self._metrics.events_delivered.inc(len(subs))
 
+    async def _recheck_users(self) -> None:
+        """Close the sockets of users disabled while this hub was away from Redis."""
+        users = list(self._by_user)
+        if not users:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in users:
+                pipe.exists(self._keys.user_disabled(user_id))
+            flags = await pipe.execute()
+        for user_id in (u for u, hit in zip(users, flags, strict=True) if hit):
+            self._disable(user_id)
+
     def _revoke(self, jti: str) -> None:
+        if jti.startswith(USER_DISABLED_PREFIX):
+            self._disable(jti.removeprefix(USER_DISABLED_PREFIX))
+            return
         for sink in tuple(self._by_jti.get(jti, ())):
             sink.revoked()
+
+    def _disable(self, user_id: str) -> None:
+        for sink in tuple(self._by_user.get(user_id, ())):
+            sink.disabled()

@@ -207,7 +207,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     session = await session_for(request, identity.user, body)
     feed = SessionFeed(app, session.session_id, app[keys.SETTINGS].ws_queue_size)
     # Attached like a socket: a revoked key or token, or shutdown, ends the response.
-    detach = app[keys.EVENT_HUB].attach(feed, identity.claims.jti)
+    detach = app[keys.EVENT_HUB].attach(feed, identity.claims.jti, identity.user.user_id)
     try:
         # Subscribing once the run has started keeps a Redis round trip out of the time to
         # first token; the replay from the head read before it covers the events between.

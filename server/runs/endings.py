@@ -128,20 +128,31 @@ class RunEndings(RunStarts):
             )  # fmt: skip
         return completed
 
-    async def fail_stage(self, run: Run, index: int, error: str) -> None:
-        """Mark the stage failed, keeping its partial text, and end the run as failed."""
+    async def fail_stage(
+        self, run: Run, index: int, error: str, *, usage: Usage | None = None,
+        error_code: str | None = None,
+    ) -> None:  # fmt: skip
+        """Mark the stage failed, keeping its partial text, and end the run as failed.
+
+        ``usage``, when given, is what the stage's calls spent: it is the stage's usage and
+        is added to the run's.
+        """
         stage, now = run.stages[index], utcnow()
         partial = await self._partial_of(run, index)
+        fields: dict[str, Any] = {
+            f"stages.{index}.status": "failed", f"stages.{index}.error": error,
+            f"stages.{index}.finished_at": now, f"stages.{index}.partial": partial,
+            "updated_at": now,
+        }  # fmt: skip
+        if usage is not None:
+            fields[f"stages.{index}.usage"] = usage
+            fields["usage"] = run.usage.plus(usage)
         failed = await self.store.update_run(
-            run.run_id,
-            {f"stages.{index}.status": "failed", f"stages.{index}.error": error,
-             f"stages.{index}.finished_at": now, f"stages.{index}.partial": partial,
-             "updated_at": now},
-            expect={"status": "running", "generation": run.generation},
-        )  # fmt: skip
+            run.run_id, fields, expect={"status": "running", "generation": run.generation}
+        )
         if failed is not None:
             log.warning("stage %s failed: %s", stage.name, error)
-            await self.fail(failed, f"stage {stage.name} failed: {error}")
+            await self.fail(failed, f"stage {stage.name} failed: {error}", error_code=error_code)
 
     async def advance(self, run: Run, index: int) -> None:
         """Pause at an approval gate; else queue the next stage, or write the answer and
@@ -292,11 +303,15 @@ class RunEndings(RunStarts):
             run, "cancelled", {"cancel_requested": True}, expect or {}, lambda _: {}
         )
 
-    async def fail(self, run: Run, error: str, expect: dict[str, Any] | None = None) -> Run | None:
-        """End the run as failed and publish run.failed with the error."""
+    async def fail(
+        self, run: Run, error: str, expect: dict[str, Any] | None = None, *,
+        error_code: str | None = None,
+    ) -> Run | None:  # fmt: skip
+        """End the run as failed and publish run.failed with the error (and its code)."""
         return await self._end(
-            run, "failed", {"error": error}, expect or {}, lambda _: {"error": error}
-        )
+            run, "failed", {"error": error, "error_code": error_code}, expect or {},
+            lambda _: {"error": error, "error_code": error_code},
+        )  # fmt: skip
 
     async def complete(self, run: Run, answer: Message) -> Run | None:
         """Write the answer once, end the run as completed and publish run.completed."""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from arq.connections import ArqRedis
 
+from server.budgets import BudgetBook
 from server.config import Settings
 from server.errors import (
     InvalidRequest,
@@ -25,6 +26,7 @@ from server.errors import (
     NotAwaitingApproval,
     NotFound,
     SessionBusy,
+    Unauthorized,
 )
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
@@ -66,6 +68,8 @@ class RunDeps:
     limiter: RateLimiter | None = None
     # Told the reason of each takeover (the worker counts them in its metrics).
     on_takeover: Callable[[str], None] | None = None
+    # Daily token and cost budgets: checked before a run starts, and while a stage streams.
+    budgets: BudgetBook | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,13 @@ class RunService(RunRecovery):
         return run
 
     async def _limit_llm_work(self, user: User) -> None:
+        if self.d.budgets is not None:
+            # The stored user, not the socket's copy: an admin may have changed its budget
+            # or disabled it since the socket opened.
+            current = await self.store.get_user(user.user_id)
+            if current is None or current.disabled:
+                raise Unauthorized("this account is disabled")
+            await self.d.budgets.check(current)
         if self.d.limiter is None:
             return
         limits = self.d.settings.limits
@@ -346,7 +357,8 @@ class RunService(RunRecovery):
             raise NotFound("session not found")
         await self._claim(session, run.run_id)
         fields: dict[str, Any] = {
-            "status": "queued", "error": None, "cancel_requested": False, "finished_at": None,
+            "status": "queued", "error": None, "error_code": None, "cancel_requested": False,
+            "finished_at": None,
             "generation": run.generation + 1, "recoveries": 0, "updated_at": utcnow(),
         }  # fmt: skip
         for i in range(first, len(run.stages)):

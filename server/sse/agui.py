@@ -63,13 +63,15 @@ def _run_awaiting_approval(event: dict[str, Any]) -> list[AgUiEvent]:
     ]  # fmt: skip
 
 
+def _run_failed(event: dict[str, Any]) -> list[AgUiEvent]:
+    data = event["data"]
+    code = data.get("error_code") or "run_failed"
+    return [{"type": "RUN_ERROR", "message": str(data.get("error")), "code": code}]
+
+
 def _run_cancelled(event: dict[str, Any]) -> list[AgUiEvent]:
     message = event["data"].get("error") or "the run was cancelled"
     return [{"type": "RUN_ERROR", "message": str(message), "code": "run_cancelled"}]
-
-
-def _run_failed(event: dict[str, Any]) -> list[AgUiEvent]:
-    return [{"type": "RUN_ERROR", "message": str(event["data"].get("error")), "code": "run_failed"}]
 
 
 _MAPPERS = {

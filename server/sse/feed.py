@@ -66,6 +66,10 @@ class SessionFeed:
         """The caller's token was revoked: end the feed."""
         self.close_with("token revoked")
 
+    def disabled(self) -> None:
+        """An admin disabled the caller: end the feed."""
+        self.close_with("account disabled")
+
     def close_with(self, reason: str) -> None:
         """End the feed (its reader raises FeedClosed)."""
         self._closed = reason

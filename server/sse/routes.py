@@ -99,7 +99,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
         raise NotFound("session not found")
     settings = app[keys.SETTINGS]
     feed = SessionFeed(app, session_id, settings.ws_queue_size)
-    detach = app[keys.EVENT_HUB].attach(feed, identity.claims.jti)
+    detach = app[keys.EVENT_HUB].attach(feed, identity.claims.jti, identity.user.user_id)
     expiry = asyncio.get_running_loop().call_later(
         max(0.0, identity.claims.seconds_left()), feed.close_with, "token expired"
     )

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from server.store.models import (
     ApiKey,
     ChatSession,
+    DayUsage,
     LlmCall,
     Message,
     Run,
@@ -58,6 +59,14 @@ class Store(Protocol):
 
     async def get_user_by_email(self, email: str) -> User | None:
         """Return the user with this (already lower-cased) email."""
+
+    async def list_users(self, *, limit: int, skip: int = 0) -> tuple[list[User], int]:
+        """Return one page of every user, oldest first (the admin's list), and the total."""
+
+    async def update_user(
+        self, user_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> User | None:
+        """Set fields on the user if it matches ``expect``; return it updated, else None."""
 
     # sessions
     async def create_session(self, session: ChatSession) -> None:
@@ -166,6 +175,9 @@ class Store(Protocol):
 
     async def usage_summary(self, user_id: str) -> UsageSummary:
         """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""
+
+    async def usage_of_day(self, day: str, user_id: str | None = None) -> DayUsage:
+        """Sum the LLM calls of one UTC day (``YYYY-MM-DD``): the user's, or everyone's."""
 
     # api keys
     async def insert_api_key(self, key: ApiKey) -> None:

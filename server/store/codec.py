@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,3 +74,9 @@ def summarize(days: Iterable[DayUsage]) -> UsageSummary:
         calls=sum(day.calls for day in ordered),
         days=ordered,
     )
+
+
+def day_bounds(day: str) -> tuple[datetime, datetime]:
+    """Return the start of a UTC day (``YYYY-MM-DD``) and of the next; ValueError if bad."""
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)

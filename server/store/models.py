@@ -51,6 +51,7 @@ DoubleTexting = Literal["reject", "enqueue", "interrupt", "amend"]
 # A user message is "sent" (part of the history), "queued" (waiting for the active run to
 # end; not in the history yet) or "cancelled" (taken off the queue before it started).
 MessageStatus = Literal["sent", "queued", "cancelled"]
+Role = Literal["user", "admin"]
 # Statuses a worker drives (a stage queued or streaming): leases, takeovers and the reaper's.
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("queued", "running")
 # Paused at an approval gate: no job, no lease, no worker; only the user (or the timeout)
@@ -75,10 +76,23 @@ class User(Doc):
     created_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
     disabled: bool = False
+    # Admin and budgets (issue 12, parts 5 and 7): "admin" may use /api/v1/admin; a budget of
+    # None follows the server's default (BUDGET_TOKENS_PER_DAY, BUDGET_COST_PER_DAY), 0 means
+    # unlimited for this user.
+    role: Role = "user"
+    budget_tokens_per_day: int | None = None
+    budget_cost_per_day: float | None = None
 
     def public(self) -> dict[str, Any]:
         """Return the user as the API shows it (never the password hash)."""
-        return self.model_dump(mode="json", exclude={"password_hash", "disabled"})
+        return self.model_dump(
+            mode="json",
+            exclude={"password_hash", "disabled", "budget_tokens_per_day", "budget_cost_per_day"},
+        )
+
+    def admin_view(self) -> dict[str, Any]:
+        """Return the user as the admin API shows it: flags and budgets, never the hash."""
+        return self.model_dump(mode="json", exclude={"password_hash"})
 
 
 class ChatSession(Doc):
@@ -159,6 +173,8 @@ class Run(Doc):
     stages: list[StageState]
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+    # A machine-readable reason of a failure, when there is one ("budget_exceeded").
+    error_code: str | None = None
     cancel_requested: bool = False
     # The fencing token (DESIGN §9): bumped by each retry and each takeover of a stage whose
     # worker is gone, so the stage gets a fresh (stable) arq job id and the old generation

@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from server.store.base import DuplicateError, Fields, SessionOrder
-from server.store.codec import path_parts, summarize, to_bson
+from server.store.codec import day_bounds, path_parts, summarize, to_bson
 from server.store.models import (
     ApiKey,
     ChatSession,
@@ -71,6 +71,13 @@ _INDEXES: tuple[tuple[str, str, list[tuple[str, int]], bool], ...] = (
         False,
     ),
 )
+# What a usage aggregation sums over llm_calls.
+_USAGE_SUMS: Doc = {
+    "prompt_tokens": {"$sum": "$prompt_tokens"},
+    "completion_tokens": {"$sum": "$completion_tokens"},
+    "cost_usd": {"$sum": "$cost_usd"},
+    "calls": {"$sum": 1},
+}
 # $dateToString works in UTC unless told otherwise.
 _DAY = {"$dateToString": {"format": "%Y-%m-%d", "date": "$created_at"}}
 
@@ -206,6 +213,20 @@ class MongoStore:
     async def get_user_by_email(self, email: str) -> User | None:
         """Return the user with this (already lower-cased) email."""
         return await self._one(User, "users", _eq(email=email))
+
+    async def list_users(self, *, limit: int, skip: int = 0) -> tuple[list[User], int]:
+        """Return one page of every user, oldest first (the admin's list), and the total."""
+        total = await self._db["users"].count_documents({})
+        order = [("created_at", ASCENDING), ("_id", ASCENDING)]
+        return await self._many(
+            User, "users", {}, sort=order, skip=max(skip, 0), limit=limit
+        ), total
+
+    async def update_user(
+        self, user_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> User | None:
+        """Set fields on the user if it matches ``expect``; return it updated, else None."""
+        return await self._update(User, "users", _eq(_id=user_id), set_fields, expect)
 
     async def create_session(self, session: ChatSession) -> None:
         """Insert a session."""
@@ -368,17 +389,27 @@ class MongoStore:
 
     async def usage_summary(self, user_id: str) -> UsageSummary:
         """Sum the user's tokens and cost, in total and per UTC day (newest day first)."""
-        group = {
-            "_id": _DAY,
-            "prompt_tokens": {"$sum": "$prompt_tokens"},
-            "completion_tokens": {"$sum": "$completion_tokens"},
-            "cost_usd": {"$sum": "$cost_usd"},
-            "calls": {"$sum": 1},
-        }
+        group = {"_id": _DAY, **_USAGE_SUMS}
         pipeline = [{"$match": _eq(user_id=user_id)}, {"$group": group}, {"$sort": {"_id": -1}}]
         cursor = await self._db["llm_calls"].aggregate(pipeline)
         rows = await cursor.to_list()
         return summarize(DayUsage.model_validate({**row, "day": row["_id"]}) for row in rows)
+
+    async def usage_of_day(self, day: str, user_id: str | None = None) -> DayUsage:
+        """Sum the LLM calls of one UTC day (``YYYY-MM-DD``): the user's, or everyone's."""
+        start, end = day_bounds(day)
+        match: Doc = {"created_at": {"$gte": start, "$lt": end}}
+        if user_id is not None:
+            match = {**_eq(user_id=user_id), **match}
+        group = {"_id": None, **_USAGE_SUMS}
+        cursor = await self._db["llm_calls"].aggregate([{"$match": match}, {"$group": group}])
+        rows = await cursor.to_list()
+        if not rows:
+            return DayUsage(day=day)
+        row = rows[0]
+        return DayUsage.model_validate(
+            {**row, "day": day, "cost_usd": round(float(row["cost_usd"]), 10)}
+        )
 
     async def insert_api_key(self, key: ApiKey) -> None:
         """Insert an API key; raise DuplicateError if its hash exists."""

@@ -20,7 +20,7 @@ import aiosqlite
 from pydantic import BaseModel
 
 from server.store.base import DuplicateError, Fields, SessionOrder
-from server.store.codec import json_path, summarize, to_json
+from server.store.codec import day_bounds, json_path, summarize, to_json
 from server.store.models import (
     ApiKey,
     ChatSession,
@@ -35,6 +35,7 @@ from server.store.models import (
 )
 from server.store.sqlite_sql import (
     CLAIMED_SESSIONS,
+    DAY_USAGE_SQL,
     MESSAGE_STATUS,
     PRAGMAS,
     SEARCH_SQL,
@@ -160,6 +161,23 @@ class SqliteStore:
         """Return the user with this (already lower-cased) email."""
         rows = await self._rows("SELECT doc FROM users WHERE email = ?", (email,))
         return next(iter(_load(User, rows)), None)
+
+    async def list_users(self, *, limit: int, skip: int = 0) -> tuple[list[User], int]:
+        """Return one page of every user, oldest first (the admin's list), and the total."""
+        total = int((await self._rows("SELECT count(*) FROM users"))[0][0])
+        if limit <= 0:
+            return [], total
+        sql = (
+            "SELECT doc FROM users ORDER BY json_extract(doc, '$.created_at'), id LIMIT ? OFFSET ?"
+        )
+        return _load(User, await self._rows(sql, (limit, max(skip, 0)))), total
+
+    async def update_user(
+        self, user_id: str, set_fields: Fields, *, expect: Fields | None = None
+    ) -> User | None:
+        """Set fields on the user if it matches ``expect``; return it updated, else None."""
+        doc = await self._update("users", "id = ?", [user_id], set_fields, expect)
+        return None if doc is None else User.model_validate_json(doc)
 
     async def create_session(self, session: ChatSession) -> None:
         """Insert a session."""
@@ -340,6 +358,19 @@ class SqliteStore:
             DayUsage(day=day, prompt_tokens=p, completion_tokens=c, cost_usd=cost, calls=n)
             for day, p, c, cost, n in rows
         )
+
+    async def usage_of_day(self, day: str, user_id: str | None = None) -> DayUsage:
+        """Sum the LLM calls of one UTC day (``YYYY-MM-DD``): the user's, or everyone's."""
+        start, end = day_bounds(day)
+        where, params = "created_at >= ? AND created_at < ?", [to_json(start), to_json(end)]
+        if user_id is not None:
+            where, params = f"user_id = ? AND {where}", [user_id, *params]
+        rows = await self._rows(f"{DAY_USAGE_SQL} WHERE {where}", params)
+        prompt, completion, cost, calls = rows[0]
+        return DayUsage(
+            day=day, prompt_tokens=prompt, completion_tokens=completion,
+            cost_usd=round(cost, 10), calls=calls,
+        )  # fmt: skip
 
     async def insert_api_key(self, key: ApiKey) -> None:
         """Insert an API key; raise DuplicateError if its hash exists."""

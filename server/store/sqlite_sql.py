@@ -70,6 +70,13 @@ SELECT substr(created_at, 1, 10) AS day,
 FROM llm_calls WHERE user_id = ? GROUP BY day
 """
 
+DAY_USAGE_SQL = """
+SELECT coalesce(sum(json_extract(doc, '$.prompt_tokens')), 0),
+       coalesce(sum(json_extract(doc, '$.completion_tokens')), 0),
+       total(json_extract(doc, '$.cost_usd')),
+       count(*)
+FROM llm_calls"""
+
 
 def _table_sql(table: str, id_field: str, fields: Iterable[str]) -> str:
     columns = [f"id TEXT GENERATED ALWAYS AS (json_extract(doc, '$.{id_field}')) VIRTUAL NOT NULL"]

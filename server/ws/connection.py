@@ -24,6 +24,7 @@ from server.ws.decorators import Command
 from server.ws.limits import CommandRate
 from server.ws.outbox import Item, Replay
 from server.ws.protocol import (
+    ACCOUNT_DISABLED,
     POLICY_VIOLATION,
     error_frame,
     ready_frame,
@@ -103,9 +104,11 @@ class Connection:
         """Answer a command successfully."""
         self.push(result_frame(cmd_id, data))
 
-    def send_error(self, cmd_id: int | None, code: str, message: str) -> None:
+    def send_error(
+        self, cmd_id: int | None, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         """Answer a command (or an unreadable frame) with an error."""
-        self.push(error_frame(cmd_id, code, message))
+        self.push(error_frame(cmd_id, code, message, details))
 
     def resync(self, session_ids: list[str]) -> None:
         """Ask the client to re-subscribe sessions whose live feed may have had a gap."""
@@ -114,6 +117,10 @@ class Connection:
     def revoked(self) -> None:
         """Close the socket: its token was revoked."""
         self.close(POLICY_VIOLATION, "token revoked")
+
+    def disabled(self) -> None:
+        """Close the socket: an admin disabled its user."""
+        self.close(ACCOUNT_DISABLED, "account disabled")
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (from any task or callback; idempotent)."""
@@ -142,11 +149,17 @@ class Connection:
 
     async def start(self) -> None:
         """Check the token once more, arm its expiry and greet the client with ``ready``."""
-        # Attached first, then checked: a revocation is either seen here or by the hub.
+        # Attached first, then checked: a revocation (or a disable) is either seen here or by
+        # the hub.
         try:
             await self.app[keys.TOKENS].verify(self._identity.token)
         except TokenError:
             self.close(POLICY_VIOLATION, "token revoked")
+            return
+        if await self.app[keys.REDIS].exists(
+            self.app[keys.REDIS_KEYS].user_disabled(self.user.user_id)
+        ):
+            self.disabled()
             return
         delay = max(0.0, self._identity.claims.seconds_left())
         loop = asyncio.get_running_loop()
@@ -189,7 +202,7 @@ class Connection:
             if mapped is None:
                 log.error("websocket command %s failed", command.name, exc_info=exc)
                 mapped = ("internal_error", "internal server error")
-            self.send_error(cmd_id, *mapped)
+            self.send_error(cmd_id, *mapped, exc.details if isinstance(exc, ApiError) else None)
 
     def _envelope(self, text: str) -> tuple[int, Command[Any], dict[str, Any]]:
         try:

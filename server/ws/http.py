@@ -160,7 +160,7 @@ async def serve_connection(
         ws, Outbox(settings.ws_queue_size, settings.ws_queue_bytes), metrics
     )
     conn = Connection(app, transport, identity, COMMANDS)
-    detach = app[keys.EVENT_HUB].attach(conn, identity.claims.jti)
+    detach = app[keys.EVENT_HUB].attach(conn, identity.claims.jti, identity.user.user_id)
     metrics.ws_connections.inc()
     transport.start()
     try:

@@ -28,6 +28,7 @@ GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 AUTH_FAILED = 4401
+ACCOUNT_DISABLED = 4403
 
 
 class CommandModel(BaseModel):
@@ -49,9 +50,12 @@ def result_frame(cmd_id: int, data: dict[str, Any]) -> bytes:
     return encode({"id": cmd_id, "type": "result", "ok": True, "data": data})
 
 
-def error_frame(cmd_id: int | None, code: str, message: str) -> bytes:
+def error_frame(
+    cmd_id: int | None, code: str, message: str, details: dict[str, Any] | None = None
+) -> bytes:
     """Answer command ``cmd_id`` (or an unreadable frame) with an error."""
-    return encode({"id": cmd_id, "type": "error", "error": {"code": code, "message": message}})
+    error = {**(details or {}), "code": code, "message": message}
+    return encode({"id": cmd_id, "type": "error", "error": error})
 
 
 def ready_frame(user: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ export function reason(raw) {
   const text = String(raw || "");
   const last = text.includes("last error:") ? text.slice(text.lastIndexOf("last error:")) : text;
   const status = Number(STATUS.exec(last)?.[1] ?? STATUS.exec(text)?.[1]);
+  if (/daily budget is spent/i.test(text)) return "the daily budget is spent";
   if (/deadline/.test(text) && !status) return "it ran out of time";
   if (status === 429) return "the model provider is limiting requests (HTTP 429)";
   if (status === 401 || status === 403) return `the model provider refused our credentials (HTTP ${status})`;

@@ -6,7 +6,8 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const READY_TIMEOUT_MS = 15_000;
 const PING_EVERY_MS = 25_000;
 const PING_TIMEOUT_MS = 10_000;
-const AUTH_CLOSE_CODES = new Set([4401, 1008]);
+// 4403: an admin disabled the account (the sign-in check then fails and signs out).
+const AUTH_CLOSE_CODES = new Set([4401, 4403, 1008]);
 
 /** Delay before reconnect attempt n: exponential, capped, with jitter in [50%, 100%]. */
 export function backoffDelay(attempt, random = Math.random) {

@@ -104,6 +104,8 @@ async def test_sessions_and_usage(stack: Client, tmp_path: Path) -> None:
     assert out.splitlines()[0].startswith(
         f"total  {usage['prompt_tokens']} prompt  {usage['completion_tokens']} completion  1 calls"
     )
+    resets = usage["budget"]["resets_at"]
+    assert out.splitlines()[-1] == f"budget  unlimited tokens  unlimited USD  resets {resets}"
 
 
 async def test_login_saves_a_token_and_errors_are_clear(stack: Client, tmp_path: Path) -> None:

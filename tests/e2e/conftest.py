@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end tests: chromium, one live server per module, browser contexts.
 
 A module sets ``DEMO_TOKEN_DELAY_MS`` to pace its demo model (default 15 ms per token,
-so a three-stage run streams for about two seconds).
+so a three-stage run streams for about two seconds), and ``SERVER_ENV`` (a dict) for
+other settings of its server.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def live_server(
     with tempfile.TemporaryDirectory(prefix="chorus-e2e-") as tmp:
         data_dir = Path(tmp)
         port = free_port()
-        server = LiveServer(port, data_dir, server_env(port, data_dir, redis_server.url, delay))
+        env = server_env(port, data_dir, redis_server.url, delay)
+        env.update(getattr(request.module, "SERVER_ENV", {}))
+        server = LiveServer(port, data_dir, env)
         server.start()
         try:
             yield server

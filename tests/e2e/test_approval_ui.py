@@ -8,18 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
-from tests.e2e.support import (
-    Api,
-    User,
-    answers,
-    session_runs,
-    sign_in_context,
-    stage_el,
-    tid,
-    ui_new_session,
-    ui_send,
-)
+from tests.e2e.support import answers, sign_in_context, stage_el, tid, ui_new_session, ui_send
 from tests.e2e.test_accessibility import assert_accessible
+from tests.support.api import SyncApi, User
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +27,7 @@ def signed_in_page(new_context: ContextFactory, user: User, **options: object) -
 
 
 def test_edit_and_approve_a_plan_then_reject_another(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     user = make_user("gita")
     page = signed_in_page(new_context, user)
@@ -73,7 +64,7 @@ def test_edit_and_approve_a_plan_then_reject_another(
 
     expect(approval).to_be_hidden()
     expect(answers(page)).to_have_count(1)
-    runs = session_runs(api.as_user(user), session_id)
+    runs = api.as_user(user).session_runs(session_id)
     assert runs[0]["status"] == "completed"
     gate = runs[0]["stages"][0]
     assert gate["output"].endswith(EDITED_LINE) and gate["output_original"] == plan
@@ -89,12 +80,12 @@ def test_edit_and_approve_a_plan_then_reject_another(
     expect(tid(second, "run-error")).to_have_text("Rejected.")
     expect(tid(second, "retry-run")).to_be_visible()
     expect(tid(page, "composer")).to_have_attribute("data-state", "ready")
-    runs = session_runs(api.as_user(user), session_id)
+    runs = api.as_user(user).session_runs(session_id)
     assert (runs[1]["status"], runs[1]["error"]) == ("cancelled", "rejected")
 
 
 def test_a_gate_shown_after_a_reload_and_approved_from_another_tab(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     """The gate is part of the session's REST snapshot; an approval made elsewhere moves
     this tab on live."""

@@ -12,7 +12,6 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
-    Api,
     answers,
     sign_in_context,
     tid,
@@ -21,6 +20,7 @@ from tests.e2e.support import (
     user_messages,
     wait_streaming,
 )
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def queue_send(page: Page, text: str) -> None:
 
 
 def test_a_follow_up_waits_queued_can_be_cancelled_and_starts_after_the_run(
-    new_context: ContextFactory, api: Api, make_user: UserFactory
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
 ) -> None:
     user = make_user("quinn")
     context = new_context()

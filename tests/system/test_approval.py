@@ -8,7 +8,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.system.cluster import Api, Cluster
+from tests.support.api import Api
+from tests.system.cluster import Cluster
 from workers.demo_model import DemoModelServer
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ async def test_an_approval_across_restarts_of_web_and_worker_completes_the_run(
 ) -> None:
     web = await cluster.web(http, name="web-1")
     worker = await cluster.worker("worker-1")
-    api = await Api(http, web.url).signup("gate@example.test")
+    api = await Api(http, web.url).sign_up("gate@example.test")
     session_id = await api.new_session("reviewed")
     run_id = (await api.send(session_id, "What is an approval gate?"))["run"]["run_id"]
     paused = await api.wait_run(run_id, statuses=("awaiting_approval",))
@@ -30,15 +31,15 @@ async def test_an_approval_across_restarts_of_web_and_worker_completes_the_run(
     await web.stop()
     web = await cluster.web(http, name="web-2")
     api = api.on(web.url)
-    still = await api.run(run_id)
+    still = await api.get_run(run_id)
     assert still["status"] == "awaiting_approval" and still["stages"][0]["output"]
-    session = await api.request("GET", f"/sessions/{session_id}")
+    session = await api.call("GET", f"/api/v1/sessions/{session_id}")
     assert session["status"] == "awaiting_approval"
     assert session["active_run"]["run_id"] == run_id
 
-    approved = await api.request("POST", f"/runs/{run_id}/approve", 202, json={"output": EDITED})
+    approved = await api.call("POST", f"/api/v1/runs/{run_id}/approve", {"output": EDITED}, 202)
     assert approved["run"]["status"] == "queued"
-    assert (await api.run(run_id))["status"] == "queued"  # no worker yet: the job waits
+    assert (await api.get_run(run_id))["status"] == "queued"  # no worker yet: the job waits
 
     await cluster.worker("worker-2")
     done = await api.wait_run(run_id, within_s=60)

@@ -17,6 +17,7 @@ test("a raw provider error becomes one short clause", () => {
   assert.equal(reason("connection failed: refused"), "the model provider could not be reached");
   assert.equal(reason("agent 'x': the stage deadline of 60s passed after 3 attempt(s); last error: none"), "it ran out of time");
   assert.equal(reason(""), "something went wrong");
+  assert.equal(reason("Your daily budget is spent; it resets at 2026-12-02T00:00:00.000Z"), "the daily budget is spent");
 });
 
 test("sentences start with a capital letter and name the next model", () => {

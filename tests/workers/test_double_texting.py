@@ -224,8 +224,10 @@ async def test_interrupt_during_a_stage_first_token(
             first_token.set()
             await stop_seen.wait()  # the stage goes on once its cancel check has fired
 
-    def watched(executor: StageExecutor, run: Run, lease: Any) -> Callable[[], Awaitable[bool]]:
-        check = stop_check(executor, run, lease)
+    def watched(
+        executor: StageExecutor, run: Run, lease: Any, meter: Any = None
+    ) -> Callable[[], Awaitable[bool]]:
+        check = stop_check(executor, run, lease, meter)
 
         async def should_stop() -> bool:
             stop = await check()

@@ -71,6 +71,11 @@ export function cost(value) {
 export function describeError(err) {
   if (!err) return "Something went wrong.";
   if (err.code === "unreachable") return "Cannot reach the server. Check your connection and try again.";
+  if (err.code === "budget_exceeded") {
+    const whose = /server's/.test(err.message || "") ? "The server's daily budget" : "Your daily budget";
+    const wait = err.retryAfter ? ` in ${duration(err.retryAfter)}` : "";
+    return `${whose} is spent. It resets at midnight UTC${wait}.`;
+  }
   if (err.status === 429 || err.code === "rate_limited") {
     const wait = err.retryAfter ? ` Try again in ${duration(err.retryAfter)}.` : "";
     return `Rate limited: ${err.message || "too many requests"}.${wait}`.replace("..", ".");

@@ -1,6 +1,7 @@
 // The usage page (#/usage): totals, a small bar chart of tokens per day, and a table
 // of tokens and cost per day, from GET /api/v1/usage.
 
+import { budgetLines } from "../budget.js";
 import { byTestId, h, setText, show } from "../util/dom.js";
 import { cost, describeError } from "../util/format.js";
 
@@ -55,6 +56,7 @@ export class UsageView {
     this.root = root;
     this.api = api;
     this.totals = byTestId(root, "usage-totals");
+    this.budget = byTestId(root, "usage-budget");
     this.chartBox = byTestId(root, "usage-chart");
     this.table = byTestId(root, "usage-table");
     this.empty = byTestId(root, "usage-empty");
@@ -82,6 +84,10 @@ export class UsageView {
     const days = Array.isArray(summary?.days) ? summary.days : [];
     const tokens = (summary?.prompt_tokens || 0) + (summary?.completion_tokens || 0);
     setText(this.totals, `${integer.format(tokens)} tokens in ${integer.format(summary?.calls || 0)} model calls · ${cost(summary?.cost_usd)} in total`);
+    const budget = budgetLines(summary?.budget);
+    setText(this.budget, budget.join(" "));
+    show(this.budget, budget.length > 0);
+    this.budget.classList.toggle("usage-budget-spent", Boolean(summary?.budget?.exceeded || summary?.budget?.global_exceeded));
     show(this.empty, days.length === 0);
     show(this.table, days.length > 0);
     this.chartBox.replaceChildren(days.length ? chart(days) : "");

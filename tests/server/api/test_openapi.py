@@ -146,6 +146,8 @@ class Fuzzer:
         self.base = base
         self.token = _token(http, base, "fuzz@example.test")
         self._fresh = itertools.count()
+        self.target = ""
+        self.key_id = ""
 
     def existing_ids(self) -> dict[str, str]:
         """A new session with a queued run (no worker here) and a queued message, an API
@@ -157,10 +159,18 @@ class Fuzzer:
                                 headers=auth, timeout=10)  # fmt: skip
         queued = self.http.post(f"{sessions}/{sid}/messages", json={"content": "And?"},
                                 headers=auth, timeout=10)  # fmt: skip
-        key = self.http.post(f"{self.base}/api/v1/api-keys", json={}, headers=auth, timeout=10)
+        if not self.key_id:  # one key: a user may hold API_KEYS_PER_USER of them
+            key = self.http.post(f"{self.base}/api/v1/api-keys", json={}, headers=auth, timeout=10)
+            self.key_id = key.json()["key_id"]
+        # The fuzzer's own account is the first, so an admin; the admin routes act on another.
+        other = {"email": "fuzz-target@example.test", "password": "correct horse battery"}
+        target = self.http.post(f"{self.base}/api/v1/auth/register", json=other, timeout=10)
+        user_id = target.json()["user"]["user_id"] if target.status_code == 201 else self.target
+        self.target = user_id
         return {"session_id": sid, "run_id": posted.json()["run"]["run_id"],
                 "message_id": queued.json()["message"]["message_id"],
-                "key_id": key.json()["key_id"], "model": "chat"}  # fmt: skip
+                "key_id": self.key_id, "model": "chat",
+                "user_id": user_id}  # fmt: skip
 
     def call(self, case: Any, checks: list[Any]) -> None:
         """Send one case and run the checks on its answer."""

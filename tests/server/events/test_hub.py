@@ -33,6 +33,9 @@ class FakeSink:
     def revoked(self) -> None:
         self.revocations += 1
 
+    def disabled(self) -> None:
+        self.revocations += 1
+
 
 @pytest.fixture
 def bus(redis: Redis) -> EventBus:

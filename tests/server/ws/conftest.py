@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,15 @@ async def recv(ws: ClientWebSocketResponse, within_s: float = 5.0) -> dict[str, 
     assert msg.type is WSMsgType.TEXT, (msg.type, msg.data)
     frame: dict[str, Any] = json.loads(msg.data)
     return frame
+
+
+async def until(predicate: Callable[[], object]) -> None:
+    """Wait (at most 5 s) until ``predicate()`` holds, checking every 10 ms."""
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
 
 
 async def recv_close(ws: ClientWebSocketResponse, within_s: float = 5.0) -> int:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from aiohttp import WSMsgType
 from redis.asyncio import Redis
 
 from server import keys
 
-from .conftest import MakeWs, Ws, recv, recv_close
+from .conftest import MakeWs, Ws, recv, recv_close, until
 
 
 async def test_slow_consumer_is_closed_1013(make_ws: MakeWs) -> None:
@@ -70,7 +69,7 @@ async def test_revocation_missed_while_disconnected_is_caught_on_reconnect(
     hub = app[keys.EVENT_HUB]
     admin = Redis.from_url(redis_url)
     await admin.client_kill_filter(_type="pubsub")
-    await _until(lambda: not hub.connected.is_set())
+    await until(lambda: not hub.connected.is_set())
     # Deny the token without the pub/sub announcement (as if it was published meanwhile).
     claims = app[keys.TOKENS].decode(user.token)
     await admin.set(app[keys.REDIS_KEYS].jwt_denied(claims.jti), "1", ex=60)
@@ -88,14 +87,6 @@ async def test_shutdown_closes_sockets_1001(ws_tools: Ws) -> None:
     await closing
 
 
-async def _until(predicate: Callable[[], object]) -> None:
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met within 5 s")
-
-
 async def test_dead_peer_is_reaped_by_heartbeat(make_ws: MakeWs) -> None:
     tools = await make_ws(ws_heartbeat_s=0.2)
     ws = await tools.connect(await tools.user(), autoping=False)
@@ -105,7 +96,7 @@ async def test_dead_peer_is_reaped_by_heartbeat(make_ws: MakeWs) -> None:
     assert msg.type is WSMsgType.PING  # never answered: the server gives up on us
     msg = await ws.receive(timeout=5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
-    await _until(lambda: registry.get_sample_value("chorus_ws_connections") == 0)
+    await until(lambda: registry.get_sample_value("chorus_ws_connections") == 0)
 
 
 async def test_plain_get_without_upgrade_is_400(ws_tools: Ws) -> None:
