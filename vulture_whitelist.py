@@ -22,6 +22,8 @@ _.token_type
 _.expires_in
 _.next_before
 _.next_before_id
+_.sibling_ids  # BranchMessage: answers built by BranchTree.describe
+_.sibling_index
 _.answer_stage
 _.chorus
 _.id
@@ -54,3 +56,8 @@ _.user_sockets  # SocketLimits: the limits tests read it
 _.all_vars  # config_docs: the docs and deployment tests
 _.sample  # config_docs.Var: the docs tests
 _.streams  # api.operations.Operation: the OpenAPI tests
+
+# Store.list_messages: the newest messages of a whole session by time, across branches (the
+# API lists a branch through list_message_links and get_messages); kept for the store's
+# contract tests and for tools reading a session's raw history.
+_.list_messages

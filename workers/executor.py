@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable
 
 from server.pipelines.registry import UnknownName
 from server.runs.leases import Lease
+from server.sessions.branches import load_tree
 from server.store.models import FINAL_RUN_STATUSES, Run, Usage
 from workers.context import WorkerDeps
 from workers.model_chain import StageCancelled, StageFailed
 from workers.observer import StageObserver
 
 log = logging.getLogger("chorus.executor")
+# The run's message and the messages before it on its branch, at most.
+_HISTORY_MESSAGES = 50
 
 
 class StageExecutor:
@@ -68,6 +71,17 @@ class StageExecutor:
                 run, index, f"Agent {stage.agent!r} is no longer configured on this server."
             )
             return
+        models = None
+        if stage.model_override is not None:  # a re-run with one chosen model
+            try:
+                d.registry.model(stage.model_override)
+            except UnknownName:
+                await self.runs.fail_stage(
+                    run, index,
+                    f"Model {stage.model_override!r} is no longer configured on this server.",
+                )  # fmt: skip
+                return
+            models = (stage.model_override,)
         observer = StageObserver(
             bus=d.bus, store=d.store, session_id=run.session_id, run_id=run.run_id,
             user_id=run.user_id, stage=stage.name, flush_ms=d.settings.delta_flush_ms,
@@ -75,7 +89,9 @@ class StageExecutor:
         )  # fmt: skip
         messages = await self._prompt(run, index)
         try:
-            result = await d.chain.run(agent, messages, observer, self._stop_check(run, lease))
+            result = await d.chain.run(
+                agent, messages, observer, self._stop_check(run, lease), models=models
+            )
         except StageCancelled:
             await observer.close()
             if not await self._superseded(run, lease):
@@ -123,15 +139,23 @@ class StageExecutor:
         return should_stop
 
     async def _prompt(self, run: Run, index: int) -> list[dict[str, str]]:
-        """The agent's messages: history before this run, the message, earlier outputs."""
+        """The agent's messages: the branch before the run's message, it, earlier outputs.
+
+        The history is the path of parents from the run's input message (its branch), not
+        the session's newest messages: other branches are never in the prompt.
+        """
         d = self.deps
-        history = await d.store.list_messages(run.user_id, run.session_id, limit=50)
-        current = next((m for m in history if m.message_id == run.input_message_id), None)
-        earlier = [m for m in history if m.created_at < current.created_at] if current else history
+        tree = await load_tree(d.store, run.user_id, run.session_id)
+        path = [link.message_id for link in tree.path(run.input_message_id)]
+        messages = await d.store.get_messages(
+            run.user_id, run.session_id, path[-_HISTORY_MESSAGES:]
+        )
+        current = next((m for m in messages if m.message_id == run.input_message_id), None)
+        earlier = [m for m in messages if m is not current]
         outputs = {s.name: s.output or "" for s in run.stages[:index]}
         return d.registry.build_messages(
             d.registry.agent(run.stages[index].agent),
-            history=[(m.role, m.content) for m in earlier if m.run_id != run.run_id],
+            history=[(m.role, m.content) for m in earlier],
             message=current.content if current else "",
             outputs=outputs,
             stage=run.stages[index].name,

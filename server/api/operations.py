@@ -21,12 +21,15 @@ from server.openai_api.schemas import (
     ModelList,
     OpenAiErrorBody,
 )
+from server.runs.schemas import RegenerateBody, RerunStageBody
 from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
     ListSessionsQuery,
     PostMessageBody,
     RenameSessionBody,
+    SelectBranchBody,
+    SessionQuery,
 )
 from server.sse.routes import EventsQuery
 from server.store.models import ChatSession, Run, UsageSummary
@@ -91,8 +94,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="The status filter is part of the query: pages are full, `total` exact.",
     ),
     ("GET", f"{V1}/sessions/{{session_id}}"): Operation(
-        "A session with its recent messages and its active run", "sessions", 200,
-        r.SessionDetail, errors=(*AUTH_ERRORS, 404),
+        "A session with its selected branch's recent messages and its active run",
+        "sessions", 200, r.SessionDetail, query=SessionQuery, errors=(*AUTH_ERRORS, 404, 422),
+        description="`head` shows the newest branch through that message instead.",
     ),
     ("PATCH", f"{V1}/sessions/{{session_id}}"): Operation(
         "Rename a session", "sessions", 200, ChatSession, body=RenameSessionBody,
@@ -104,17 +108,28 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="An active run is cancelled.",
     ),
     ("GET", f"{V1}/sessions/{{session_id}}/messages"): Operation(
-        "Conversation history, paged backwards", "sessions", 200, r.MessagePage,
-        query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
+        "Conversation history (the selected branch), paged backwards", "sessions", 200,
+        r.MessagePage, query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
         description="The cursor is `before` and `before_id`: the `created_at` and "
         "`message_id` of the oldest message shown; each page carries `next_before` and "
         "`next_before_id` while more may exist (messages sharing a timestamp are never "
-        "skipped).",
+        "skipped). `head` reads the newest branch through that message instead of the "
+        "selected one. Each message carries `sibling_ids` and `sibling_index`.",
+    ),
+    ("PUT", f"{V1}/sessions/{{session_id}}/head"): Operation(
+        "Select the newest branch through a message", "sessions", 200, ChatSession,
+        body=SelectBranchBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The session's `head_message_id` becomes the newest tip under the "
+        "message; event `branch.selected`. 404 for a message not in the session; 409 "
+        "`session_busy` while a run is active.",
     ),
     ("POST", f"{V1}/sessions/{{session_id}}/messages"): Operation(
         "Store the user's message and start a run", "runs", 202, r.PostedMessage,
         body=PostMessageBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
-        description="409 `session_busy` while a run is active; 429 past the LLM limits.",
+        description="409 `session_busy` while a run is active; 429 past the LLM limits. "
+        "With `edit_of` (an earlier user message's id) the message is an edit of it: a new "
+        "branch from the same point, which the session selects (422 for an unknown or "
+        "non-user message).",
     ),
     ("GET", f"{V1}/runs/{{run_id}}"): Operation(
         "A run with every stage's status, output (checkpoint), model, attempts, usage",
@@ -129,6 +144,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.RunEnvelope, errors=(*AUTH_ERRORS, 404, 409, 422),
         description="409 `session_busy` unless the run failed or was cancelled (or the "
         "session has another active run); 422 when every stage is completed.",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/regenerate"): Operation(
+        "Answer the run's message again in a new run (a new branch)", "runs", 202,
+        r.RunEnvelope, body=RegenerateBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body may be omitted. Only for the last answer of the selected "
+        "branch (409 `not_latest`), with no run active (409 `session_busy`); 422 for an "
+        "unknown `pipeline`. The new answer becomes a sibling of the old one.",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/stages/{{index}}/rerun"): Operation(
+        "Run one stage of a finished run again (optionally with one model), then the rest",
+        "runs", 202, r.RunEnvelope, body=RerunStageBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body may be omitted (the agent's own chain). 400 `unknown_model`; "
+        "404 for a stage the run lacks; 409 `session_busy` unless the run is finished and "
+        "the session idle; 422 when an earlier stage is not completed. The stages from "
+        "`index` on keep their results in `versions`; the run gets a new "
+        "`assistant_message_id`, a sibling of its previous answer.",
     ),
     ("GET", f"{V1}/usage"): Operation(
         "The caller's tokens and cost, totals and per day", "usage", 200, UsageSummary,

@@ -16,7 +16,7 @@ EVENT_NAMES = frozenset(
     {
         "message.created", "run.queued", "run.started", "stage.started", "stage.delta",
         "stage.reset", "stage.retrying", "stage.completed", "run.completed", "run.failed",
-        "run.cancelled",
+        "run.cancelled", "branch.selected",
     }
 )  # fmt: skip
 

@@ -124,6 +124,7 @@ class RunEndings:
             message_id=run.assistant_message_id or f"{run.run_id}-answer",
             session_id=run.session_id, user_id=run.user_id, role="assistant",
             content=output, content_html=await render_markdown(output), run_id=run.run_id,
+            parent_id=run.input_message_id,
         )  # fmt: skip
         await self.complete(run, answer)
 
@@ -178,6 +179,11 @@ class RunEndings:
         await self.store.insert_message(answer)
         ended = await self._end(run, "completed", {}, {"generation": run.generation})
         if ended is not None:
+            # The answer extends the branch it answers, if that branch is still the selected one.
+            await self.store.update_session(
+                ended.user_id, ended.session_id, {"head_message_id": answer.message_id},
+                expect={"head_message_id": ended.input_message_id},
+            )  # fmt: skip
             await self.bus.publish(
                 ended.session_id, "run.completed",
                 {"message": answer.model_dump(mode="json"),

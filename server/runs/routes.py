@@ -1,12 +1,14 @@
-"""The runs resource over REST: read a run, cancel it, retry it (via the RunService)."""
+"""The runs resource over REST: read, cancel, retry, regenerate, re-run a stage (RunService)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from server import keys
+from server.api.body import parse_optional_body
 from server.auth.identity import authenticate
 from server.logs import run_id_var
+from server.runs.schemas import RegenerateBody, RerunStageBody
 
 routes = web.RouteTableDef()
 
@@ -41,4 +43,28 @@ async def retry_run(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     run_id_var.set(run_id)
     run = await request.app[keys.RUN_SERVICE].retry_run(identity.user, run_id)
+    return web.json_response({"run": run.model_dump(mode="json")}, status=202)
+
+
+@routes.post("/api/v1/runs/{run_id}/regenerate")
+async def regenerate_run(request: web.Request) -> web.Response:
+    """Answer the run's message again in a new run, a new branch (202)."""
+    identity = await authenticate(request)
+    body = await parse_optional_body(request, RegenerateBody)
+    run_id = request.match_info["run_id"]
+    run_id_var.set(run_id)
+    run = await request.app[keys.RUN_SERVICE].regenerate(identity.user, run_id, body.pipeline)
+    return web.json_response({"run": run.model_dump(mode="json")}, status=202)
+
+
+@routes.post("/api/v1/runs/{run_id}/stages/{index:[0-9]{1,4}}/rerun")
+async def rerun_stage(request: web.Request) -> web.Response:
+    """Run one stage of a finished run again, then the stages after it (202)."""
+    identity = await authenticate(request)
+    body = await parse_optional_body(request, RerunStageBody)
+    run_id = request.match_info["run_id"]
+    run_id_var.set(run_id)
+    run = await request.app[keys.RUN_SERVICE].rerun_stage(
+        identity.user, run_id, int(request.match_info["index"]), body.model
+    )
     return web.json_response({"run": run.model_dump(mode="json")}, status=202)

@@ -11,7 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from server.store.models import ApiKey, ChatSession, LlmCall, Message, Run, UsageSummary, User
+from server.store.models import (
+    ApiKey,
+    ChatSession,
+    LlmCall,
+    Message,
+    MessageLink,
+    Run,
+    UsageSummary,
+    User,
+)
 
 # Field values allowed in ``set_fields``/``expect``: JSON-like values, datetimes and
 # pydantic models (stored as their dump). Keys of ``set_fields`` may be dotted paths
@@ -104,6 +113,20 @@ class Store(Protocol):
         ``before_id`` also those created at ``before`` whose id sorts below it, so messages
         sharing a timestamp are never skipped between pages.
         """
+
+    async def delete_message(self, user_id: str, session_id: str, message_id: str) -> bool:
+        """Delete one message of the user's session (undoing a half-made start); False if absent."""
+
+    async def list_message_links(self, user_id: str, session_id: str) -> list[MessageLink]:
+        """Return every message of the session without its content, oldest first.
+
+        The branch tree is built from these (server/sessions/branches.py).
+        """
+
+    async def get_messages(
+        self, user_id: str, session_id: str, message_ids: list[str]
+    ) -> list[Message]:
+        """Return the session's messages with these ids, in the order of ``message_ids``."""
 
     # runs
     async def insert_run(self, run: Run) -> None:

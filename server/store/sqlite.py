@@ -27,12 +27,14 @@ from server.store.models import (
     DayUsage,
     LlmCall,
     Message,
+    MessageLink,
     Run,
     UsageSummary,
     User,
 )
 from server.store.sqlite_sql import (
     CLAIMED_SESSIONS,
+    LINK_FIELDS,
     PRAGMAS,
     SEARCH_SQL,
     SESSION_ORDER,
@@ -247,6 +249,33 @@ class SqliteStore:
             where, params = where + " AND created_at < ?", [*params, to_json(before)]
         sql = f"SELECT doc FROM messages WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?"
         return _load(Message, await self._rows(sql, [*params, limit]))[::-1]
+
+    async def delete_message(self, user_id: str, session_id: str, message_id: str) -> bool:
+        """Delete one message of the user's session; False if absent."""
+        sql = "DELETE FROM messages WHERE id = ? AND session_id = ? AND user_id = ? RETURNING id"
+        return len(await self._write(sql, (message_id, session_id, user_id))) == 1
+
+    async def list_message_links(self, user_id: str, session_id: str) -> list[MessageLink]:
+        """Return every message of the session without its content, oldest first."""
+        sql = (
+            f"SELECT {LINK_FIELDS} FROM messages WHERE session_id = ? AND user_id = ? "
+            "ORDER BY created_at, id"
+        )
+        return _load(MessageLink, await self._rows(sql, (session_id, user_id)))
+
+    async def get_messages(
+        self, user_id: str, session_id: str, message_ids: list[str]
+    ) -> list[Message]:
+        """Return the session's messages with these ids, in the order of ``message_ids``."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" for _ in message_ids)
+        sql = f"SELECT doc FROM messages WHERE session_id = ? AND user_id = ? AND id IN ({marks})"
+        found = {
+            m.message_id: m
+            for m in _load(Message, await self._rows(sql, [session_id, user_id, *message_ids]))
+        }
+        return [found[i] for i in message_ids if i in found]
 
     async def insert_run(self, run: Run) -> None:
         """Insert a run."""

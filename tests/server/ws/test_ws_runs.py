@@ -30,8 +30,12 @@ class FakeRunService:
         self.calls: list[tuple[str, ...]] = []
         self.runs: dict[str, Run] = {}
 
-    async def post_message(self, user: User, session_id: str, content: str) -> tuple[Message, Run]:
-        self.calls.append(("send", user.user_id, session_id, content))
+    async def post_message(
+        self, user: User, session_id: str, content: str, *, edit_of: str | None = None
+    ) -> tuple[Message, Run]:
+        self.calls.append(
+            ("send", user.user_id, session_id, content, *([edit_of] if edit_of else []))
+        )
         if self.error is not None:
             raise self.error
         message = Message(session_id=session_id, user_id=user.user_id, role="user", content=content)
