@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from server import keys
 from server.api.body import parse_optional_body
 from server.auth.identity import authenticate
+from server.errors import NotFound
 from server.logs import run_id_var
 from server.runs.schemas import RegenerateBody, RerunStageBody
 
 routes = web.RouteTableDef()
+_STAGE_INDEX = re.compile(r"[0-9]{1,4}")
 
 
 @routes.get("/api/v1/runs/{run_id}")
@@ -57,14 +61,17 @@ async def regenerate_run(request: web.Request) -> web.Response:
     return web.json_response({"run": run.model_dump(mode="json")}, status=202)
 
 
-@routes.post("/api/v1/runs/{run_id}/stages/{index:[0-9]{1,4}}/rerun")
+@routes.post("/api/v1/runs/{run_id}/stages/{index}/rerun")
 async def rerun_stage(request: web.Request) -> web.Response:
     """Run one stage of a finished run again, then the stages after it (202)."""
     identity = await authenticate(request)
     body = await parse_optional_body(request, RerunStageBody)
     run_id = request.match_info["run_id"]
     run_id_var.set(run_id)
+    index = request.match_info["index"]
+    if not _STAGE_INDEX.fullmatch(index):
+        raise NotFound(f"the run has no stage {index[:8]!r}")
     run = await request.app[keys.RUN_SERVICE].rerun_stage(
-        identity.user, run_id, int(request.match_info["index"]), body.model
+        identity.user, run_id, int(index), body.model
     )
     return web.json_response({"run": run.model_dump(mode="json")}, status=202)
