@@ -104,6 +104,8 @@ class BranchTree:
     def describe(self, message: Message) -> dict[str, Any]:
         """The message as the API lists it: with its siblings, for a "< 2/3 >" switcher."""
         body = message.model_dump(mode="json")
+        # The parent on the tree: for a message stored before branches, the one before it.
+        body["parent_id"] = self.parent(message.message_id)
         siblings = self.siblings(message.message_id)
         body["sibling_ids"] = siblings
         body["sibling_index"] = siblings.index(message.message_id)

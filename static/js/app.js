@@ -78,6 +78,9 @@ class App {
       skewMs: () => this.api.clockSkewMs,
       announce: (text) => this.announce(text),
       onSuggest: (text) => this.composer.fill(text),
+      onEdit: (message, text) => (this.session ? this.session.edit(message, text) : Promise.reject(new Error("no session"))),
+      onRegenerate: (message) => this.session?.regenerate(message),
+      onBranch: (messageId) => this.session?.showBranch(messageId),
     });
     this.composer = new Composer($("composer"), {
       onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),
