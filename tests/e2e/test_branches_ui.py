@@ -106,3 +106,28 @@ def test_edit_as_branch_forks_and_the_old_branch_stays_readable(
     # The regenerate button is on the last answer only.
     expect(tid(answers(page).first, "regenerate")).to_be_hidden()
     expect(tid(answers(page).nth(1), "regenerate")).to_be_visible()
+
+
+def test_rerun_a_stage_with_another_model_from_the_answers_details(
+    new_context: ContextFactory, make_user: UserFactory, api: Api
+) -> None:
+    user = make_user("rerun")
+    page = signed_in_page(new_context, user)
+    ui_new_session(page, title="Re-run")
+    ui_send(page, "How do I brew green tea?")
+    answered(page, 1)
+    first = answers(page).get_attribute("data-message-id")
+    answer = answers(page)
+    tid(answer, "run-details-summary").click()
+    draft = answer.locator('[data-testid="stage-output"][data-stage="draft"]')
+    draft.locator("summary").click()
+    tid(draft, "rerun-model").select_option("demo-backup")
+    tid(draft, "rerun-stage").click()
+
+    answered(page, 1)
+    expect(tid(answers(page), "branch-position")).to_have_text("2/2")
+    assert answers(page).get_attribute("data-message-id") != first
+    runs = api.as_user(user).get(f"/api/v1/sessions/{session_id_of(page)}")["messages"]
+    run = api.as_user(user).get(f"/api/v1/runs/{runs[-1]['run_id']}")
+    assert run["stages"][1]["model"] == "demo-backup"
+    assert [v["model"] for v in run["stages"][1]["versions"]] == ["demo"]

@@ -150,15 +150,18 @@ class UserMessageView {
 }
 
 class AnswerView {
-  constructor(message, { onLoadRun, onRegenerate, onBranch }) {
+  constructor(message, { onLoadRun, onRegenerate, onBranch, onRerunStage, models }) {
     this.onLoadRun = onLoadRun;
+    this.models = models ?? (() => []);
     this.onRegenerate = onRegenerate;
     this.switcher = new BranchSwitcher({ onBranch });
     this.regenerate = h("button", { type: "button", class: "link-button", testid: "regenerate",
       on: { click: () => this.onRegenerate?.(this.message) } }, "Regenerate");
     this.body = h("div", { class: "msg-body markdown", testid: "message-body" });
     this.usage = h("span", { class: "muted run-usage", testid: "run-usage" });
-    this.outputs = new StageOutputs();
+    this.outputs = new StageOutputs({
+      onRerun: onRerunStage ? (index, model) => this.run && onRerunStage(this.run, index, model) : null,
+    });
     this.detailsNote = h("p", { class: "muted", testid: "run-details-note" });
     this.summary = h("summary", { text: "Pipeline stages", testid: "run-details-summary" });
     this.details = h("details", { class: "run-details", testid: "run-details" }, this.summary, this.detailsNote, this.outputs.el);
@@ -195,7 +198,8 @@ class AnswerView {
       setText(this.summary, `Pipeline stages (${done})`);
       setText(this.detailsNote, "");
       show(this.detailsNote, false);
-      this.outputs.update(run.stages);
+      // A stage of the branch's last answer can be re-run (with another model).
+      this.outputs.update(run.stages, { rerun: last && !busy && run.assistant_message_id === message.message_id, models: this.models() });
     } else {
       show(this.detailsNote, this.requested);
     }
@@ -217,7 +221,8 @@ class AnswerView {
 
 export class ConversationView {
   /** actions: onCancel(run), onRetry(run), onLoadRun(runId), onLoadOlder(), skewMs(), announce(text),
-   * onSuggest(text), onEdit(message, text), onRegenerate(message), onBranch(messageId) */
+   * onSuggest(text), onEdit(message, text), onRegenerate(message), onBranch(messageId),
+   * onRerunStage(run, index, model), models() */
   constructor(root, actions) {
     this.root = root;
     this.actions = actions;
