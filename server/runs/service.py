@@ -238,21 +238,25 @@ class RunService(RunRecovery):
         session = await self.store.get_session(user.user_id, run.session_id)
         if session is None:
             raise NotFound("session not found")
-        await self._claim(session, run.run_id)
+        # The session shows the run's branch while it runs (the answer extends it).
+        await self._claim(session, run.run_id, head=run.input_message_id)
         fields: dict[str, Any] = {
             "status": "queued", "error": None, "cancel_requested": False, "finished_at": None,
             "generation": run.generation + 1, "recoveries": 0, "updated_at": utcnow(),
         }  # fmt: skip
         for i in range(first, len(run.stages)):
-            stage = run.stages[i]  # a fresh state, but the count of attempts carries on
+            stage = run.stages[i]  # a fresh state; attempts, versions and a chosen model carry on
             fields[f"stages.{i}"] = StageState(
-                name=stage.name, agent=stage.agent, attempts=stage.attempts
-            )
+                name=stage.name, agent=stage.agent, attempts=stage.attempts,
+                versions=stage.versions, model_override=stage.model_override,
+            )  # fmt: skip
         await self.leases.fence(run.run_id, run.generation + 1)
         retried = await self.store.update_run(run_id, fields, expect={"status": run.status})
         if retried is None:
-            await self._unclaim(run, run.status)
+            await self._unclaim(run, run.status, {"head_message_id": session.head_message_id})
             raise SessionBusy("the run changed meanwhile; reload it")
+        if session.head_message_id != run.input_message_id:
+            await self._announce_head(session.session_id, run.input_message_id, run.run_id)
         await self._queue(retried, first)
         return retried
 

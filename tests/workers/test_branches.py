@@ -375,3 +375,40 @@ async def test_websocket_commands_regenerate_rerun_edit_and_select(stack: Client
     await wait_run(stack, user.auth, reply["data"]["run"]["run_id"])
     assert (await _branch(stack, user, sid))[0]["content"] == "Cold brew?"
     await ws.close()
+
+
+async def test_a_rerun_model_is_used_alone_with_its_retries_and_a_retry_keeps_the_versions(
+    stack: Client,
+) -> None:
+    user = await make_user(stack)
+    # The backup model fails every call in this conversation; the chain's first model answers.
+    sent = await start_run(stack, user, "Green tea? [[fail:500@chorus-demo-backup]]")
+    first = await wait_run(stack, user.auth, sent["run"]["run_id"])
+    assert first["status"] == "completed" and first["stages"][1]["model"] == "demo"
+    run_id = first["run_id"]
+
+    resp = await stack.post(f"/api/v1/runs/{run_id}/stages/1/rerun", json={"model": "demo-backup"},
+                            headers=user.auth)  # fmt: skip
+    assert resp.status == 202
+    failed = await wait_run(stack, user.auth, run_id)
+    assert failed["status"] == "failed"  # no fallback to the chain's other model
+    draft = failed["stages"][1]
+    assert draft["status"] == "failed" and "demo-backup" in draft["error"]
+    calls = [c for c in await stack.app[keys.STORE].list_llm_calls(run_id) if c.stage == "draft"]
+    assert calls[0].model == "demo"  # the first answer
+    retries = [c.model for c in calls[1:]]
+    assert retries == ["demo-backup"] * len(retries) and len(retries) > 1  # its own retries
+
+    resp = await stack.post(f"/api/v1/runs/{run_id}/retry", headers=user.auth)
+    assert resp.status == 202
+    retried = (await resp.json())["run"]["stages"][1]
+    assert retried["model_override"] == "demo-backup" and len(retried["versions"]) == 1
+    assert (await wait_run(stack, user.auth, run_id))["status"] == "failed"
+
+    resp = await stack.post(f"/api/v1/runs/{run_id}/stages/1/rerun", headers=user.auth)
+    done = await wait_run(stack, user.auth, run_id)
+    assert done["status"] == "completed"
+    assert [(v["status"], v["model"]) for v in done["stages"][1]["versions"]] == [
+        ("completed", "demo"), ("failed", None)
+    ]  # fmt: skip
+    assert done["stages"][1]["model"] == "demo" and done["stages"][1]["model_override"] is None
