@@ -112,7 +112,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         r.MessagePage, query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
         description="The cursor is `before` and `before_id`: the `created_at` and "
         "`message_id` of the oldest message shown; each page carries `next_before` and "
-        "`next_before_id` while more may exist (messages sharing a timestamp are never "
+        "`next_before_id` while older messages exist (messages sharing a timestamp are never "
         "skipped). `head` reads the newest branch through that message instead of the "
         "selected one. Each message carries `sibling_ids` and `sibling_index`.",
     ),

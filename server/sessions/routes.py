@@ -139,11 +139,11 @@ async def list_messages(request: web.Request) -> web.Response:
     identity = await authenticate(request)
     query = parse_query(request.query, ListMessagesQuery)
     session = await _own_session(request, identity.user.user_id)
-    messages, _more = await branch_messages(
+    messages, more = await branch_messages(
         request.app[keys.STORE], session, limit=query.limit, head=query.head,
         before=query.before, before_id=query.before_id,
     )  # fmt: skip
-    oldest = messages[0] if len(messages) == query.limit else None
+    oldest = messages[0] if more and messages else None
     return web.json_response(
         {"items": messages, "limit": query.limit,
          "next_before": oldest["created_at"] if oldest else None,
