@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
+    ARTIFACTS,
     Api,
     User,
     answers,
@@ -57,6 +58,7 @@ def test_regenerate_gives_a_second_answer_and_the_switcher_shows_both(
     assert second and second != first
     expect(tid(answers(page), "branch-position")).to_have_text("2/2")
     expect(tid(answers(page), "regenerate")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "branches-desktop-light.png"))
 
     tid(answers(page), "branch-prev").click()
     expect(answers(page)).to_have_attribute("data-message-id", first or "")
