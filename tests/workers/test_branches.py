@@ -4,6 +4,7 @@ model; the branch's history in the prompt; consistency after failures and delete
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -412,3 +413,31 @@ async def test_a_rerun_model_is_used_alone_with_its_retries_and_a_retry_keeps_th
         ("completed", "demo"), ("failed", None)
     ]  # fmt: skip
     assert done["stages"][1]["model"] == "demo" and done["stages"][1]["model_override"] is None
+
+
+async def test_a_session_stored_before_branches_reads_and_continues_as_one_line(
+    app: Client, worker: WorkerDeps
+) -> None:
+    user = await make_user(app)
+    resp = await app.post("/api/v1/sessions", json={}, headers=user.auth)
+    sid, uid = (await resp.json())["session_id"], user.user["user_id"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    old = [
+        Message(session_id=sid, user_id=uid, role=role, content=text,
+                created_at=start + timedelta(seconds=i))  # no parent_id: stored before branches
+        for i, (role, text) in enumerate([("user", "old question"), ("assistant", "old answer")])
+    ]  # fmt: skip
+    for message in old:
+        assert await worker.store.insert_message(message)
+
+    sent = await app.post(f"/api/v1/sessions/{sid}/messages", json={"content": "new question"},
+                          headers=user.auth)  # fmt: skip
+    body = await sent.json()
+    assert body["message"]["parent_id"] == old[1].message_id  # the newest message so far
+    branch = await _branch(app, user, sid)
+    assert [m["content"] for m in branch] == ["old question", "old answer", "new question"]
+    assert [m["parent_id"] for m in branch] == [None, old[0].message_id, old[1].message_id]
+    run = await worker.store.get_run(body["run"]["run_id"])
+    assert run is not None
+    prompt = await StageExecutor(worker)._prompt(run, 0)
+    assert [m["content"] for m in prompt[1:]] == ["old question", "old answer", "new question"]
