@@ -129,6 +129,10 @@ def test_rerun_a_stage_with_another_model_from_the_answers_details(
     answered(page, 1)
     expect(tid(answers(page), "branch-position")).to_have_text("2/2")
     assert answers(page).get_attribute("data-message-id") != first
+    tid(answers(page), "run-details-summary").click()
+    redone = answers(page).locator('[data-testid="stage-output"][data-stage="draft"] summary')
+    expect(redone).to_contain_text("demo-backup")
+    expect(redone).to_contain_text("re-run (1 earlier version: demo)")
     runs = api.as_user(user).get(f"/api/v1/sessions/{session_id_of(page)}")["messages"]
     run = api.as_user(user).get(f"/api/v1/runs/{runs[-1]['run_id']}")
     assert run["stages"][1]["model"] == "demo-backup"

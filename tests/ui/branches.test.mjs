@@ -79,3 +79,11 @@ test("a re-run stage makes its older run the active one", () => {
   assert.equal(model.latestRun().run_id, "r1");
   assert.equal(model.busy(), true);
 });
+
+test("a stage's earlier versions come with the run snapshot and are never dropped by a thinner one", () => {
+  const model = new SessionModel("s1");
+  const stage = (versions) => ({ name: "draft", agent: "drafter", status: "completed", output: "new", model: "demo-backup", versions });
+  model.upsertRun({ run_id: "r1", status: "completed", generation: 1, input_message_id: "u1", created_at: `${T}1`, stages: [stage([{ status: "completed", model: "demo", output: "old" }])] });
+  model.upsertRun({ run_id: "r1", status: "completed", generation: 1, input_message_id: "u1", created_at: `${T}1`, stages: [stage(undefined)] });
+  assert.deepEqual(model.runs.get("r1").stages[0].versions, [{ status: "completed", model: "demo", output: "old" }]);
+});

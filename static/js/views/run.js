@@ -25,11 +25,15 @@ export function stageElapsed(stage, skewMs = 0) {
   return Number.isNaN(end) ? null : end - start;
 }
 
+const versionModels = (versions) => versions.map((v) => v.model ?? v.status).join(", ");
+
 function outputSummary(stage) {
   const parts = [stage.name];
   if (stage.model) parts.push(stage.model);
   const usage = usageText(stage.usage);
   if (usage) parts.push(usage);
+  const earlier = stage.versions?.length ?? 0;
+  if (earlier) parts.push(`re-run (${earlier} earlier ${earlier === 1 ? "version" : "versions"}: ${versionModels(stage.versions)})`);
   return parts.join(" · ");
 }
 
