@@ -22,6 +22,8 @@ _.token_type
 _.expires_in
 _.next_before
 _.next_before_id
+_.sibling_ids  # BranchMessage: answers built by BranchTree.describe
+_.sibling_index
 _.answer_stage
 _.chorus
 _.id
@@ -68,3 +70,7 @@ _.file_secret_settings
 _._load_env_vars
 _.resets_at  # budget_exceeded errors and BudgetStatus: OpenAPI response fields
 _.global_exceeded  # BudgetStatus: an OpenAPI response field
+# Store.list_messages: the newest messages of a whole session by time, across branches (the
+# API lists a branch through list_message_links and get_messages); kept for the store's
+# contract tests and for tools reading a session's raw history.
+_.list_messages

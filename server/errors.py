@@ -100,6 +100,19 @@ class MessageNotQueued(Conflict):
     code = "message_not_queued"
 
 
+class NotLatest(Conflict):
+    """A regenerate of an answer that is not the tip of the selected branch."""
+
+    code = "not_latest"
+
+
+class UnknownModel(ApiError):
+    """A stage re-run naming a model the pipelines file does not declare."""
+
+    status = 400
+    code = "unknown_model"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

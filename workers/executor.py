@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from server.pipelines import Agent
 from server.pipelines.registry import UnknownName
 from server.runs.leases import Lease
+from server.sessions.branches import load_tree
 from server.store.models import FINAL_RUN_STATUSES, Run, Usage
 from workers.budget_meter import BudgetMeter
 from workers.context import WorkerDeps
@@ -23,6 +24,8 @@ from workers.model_chain import StageCancelled, StageFailed
 from workers.observer import StageObserver
 
 log = logging.getLogger("chorus.executor")
+# The run's message and the messages before it on its branch, at most.
+_HISTORY_MESSAGES = 50
 
 
 class StageExecutor:
@@ -70,6 +73,11 @@ class StageExecutor:
                 run, index, f"Agent {stage.agent!r} is no longer configured on this server."
             )
             return
+        models = None
+        if stage.model_override is not None:  # a re-run with one chosen model
+            if not await self._model_configured(run, index, stage.model_override):
+                return
+            models = (stage.model_override,)
         messages = await self._prompt(run, index)
         meter = await self._meter(run, agent, messages)
         observer = StageObserver(
@@ -79,20 +87,12 @@ class StageExecutor:
         )  # fmt: skip
         try:
             result = await d.chain.run(
-                agent, messages, observer, self._stop_check(run, lease, meter)
+                agent, messages, observer, self._stop_check(run, lease, meter), models=models
             )
         except StageCancelled:
             await observer.close()
-            if await self._superseded(run, lease):
-                return
-            if meter is not None and meter.exceeded is not None and self.runs.d.budgets:
-                # Spent mid-stream: the stage fails keeping its text; its calls' usage counts.
-                error = self.runs.d.budgets.error(meter.exceeded).message
-                await self.runs.fail_stage(
-                    run, index, error, usage=observer.usage(), error_code="budget_exceeded"
-                )
-            else:
-                await self.runs.cancel(run, expect={"generation": run.generation})
+            if not await self._superseded(run, lease):
+                await self._stopped(run, index, meter, observer)
             return
         except StageFailed as exc:
             await observer.close()
@@ -110,6 +110,31 @@ class StageExecutor:
         completed = await self.runs.complete_stage(run, index, result.text, result.model, usage)
         if completed is not None:
             await self.runs.advance(completed, index)
+
+    async def _stopped(
+        self, run: Run, index: int, meter: BudgetMeter | None, observer: StageObserver
+    ) -> None:
+        """The stream stopped on its check: a budget spent (the stage fails keeping its text;
+        its calls' usage counts), else a cancel."""
+        budgets = self.runs.d.budgets
+        if meter is not None and meter.exceeded is not None and budgets:
+            error = budgets.error(meter.exceeded).message
+            await self.runs.fail_stage(
+                run, index, error, usage=observer.usage(), error_code="budget_exceeded"
+            )
+        else:
+            await self.runs.cancel(run, expect={"generation": run.generation})
+
+    async def _model_configured(self, run: Run, index: int, model: str) -> bool:
+        """Whether the model a re-run chose is still configured; else the stage fails."""
+        try:
+            self.deps.registry.model(model)
+        except UnknownName:
+            await self.runs.fail_stage(
+                run, index, f"Model {model!r} is no longer configured on this server."
+            )
+            return False
+        return True
 
     async def _superseded(self, run: Run, lease: Lease) -> bool:
         """Whether this execution lost its stage (lease taken, generation moved on)."""
@@ -151,19 +176,26 @@ class StageExecutor:
         return should_stop
 
     async def _prompt(self, run: Run, index: int) -> list[dict[str, str]]:
-        """The agent's messages: history before this run, the message (with the run's
-        amendments so far, each as a follow-up paragraph), earlier outputs."""
+        """The agent's messages: the branch before the run's message, it (with the run's
+        amendments so far, each as a follow-up paragraph), earlier outputs.
+
+        The history is the path of parents from the run's input message (its branch), not
+        the session's newest messages: other branches are never in the prompt.
+        """
         d = self.deps
-        history = await d.store.list_messages(run.user_id, run.session_id, limit=50)
-        current = next((m for m in history if m.message_id == run.input_message_id), None)
-        earlier = [m for m in history if m.created_at < current.created_at] if current else history
+        tree = await load_tree(d.store, run.user_id, run.session_id)
+        path = [link.message_id for link in tree.path(run.input_message_id)][-_HISTORY_MESSAGES:]
+        wanted = [*path, *(m for m in run.amendments if m not in path)]
+        messages = await d.store.get_messages(run.user_id, run.session_id, wanted)
+        current = next((m for m in messages if m.message_id == run.input_message_id), None)
+        earlier = [m for m in messages if m is not current and m.message_id in path]
         amendments = [
-            m.content for m in history if m.message_id in run.amendments and m.run_id == run.run_id
+            m.content for m in messages if m.message_id in run.amendments and m.run_id == run.run_id
         ]
         outputs = {s.name: s.output or "" for s in run.stages[:index]}
         return d.registry.build_messages(
             d.registry.agent(run.stages[index].agent),
-            history=[(m.role, m.content) for m in earlier if m.run_id != run.run_id],
+            history=[(m.role, m.content) for m in earlier],
             message="\n\n".join([current.content if current else "", *amendments]),
             outputs=outputs,
             stage=run.stages[index].name,

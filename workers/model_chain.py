@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from server.config import Settings
 from server.pipelines import Agent, AgentRegistry, Model
@@ -59,8 +60,15 @@ class ModelChain:
         cancelled: Callable[[], Awaitable[bool]] | None = None,
         *,
         deadline_s: float | None = None,
+        models: Sequence[str] | None = None,
     ) -> ChainResult:
-        """Perform a stage; raise StageFailed when no model succeeds in time, StageCancelled."""
+        """Perform a stage; raise StageFailed when no model succeeds in time, StageCancelled.
+
+        ``models`` replaces the agent's chain (a stage re-run with one chosen model: that
+        model alone, with its retries).
+        """
+        if models is not None:
+            agent = replace(agent, models=tuple(models))
         loop = asyncio.get_running_loop()
         timeout = self._stage_timeout_s if deadline_s is None else deadline_s
         async with CancelWatch(cancelled, self._policy.cancel_poll_s) as watch:

@@ -65,6 +65,13 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise InvalidRequest(describe_validation(exc)) from None
 
 
+async def parse_optional_body(request: web.Request, model: type[M]) -> M:
+    """Like ``parse_body``, but no body at all means every field's default."""
+    if not request.body_exists:
+        return model.model_validate({})
+    return await parse_body(request, model)
+
+
 def parse_query(query: Mapping[str, str], model: type[M]) -> M:
     """Validate query parameters against ``model`` (422 naming the parameter)."""
     try:

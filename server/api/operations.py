@@ -30,13 +30,15 @@ from server.openai_api.schemas import (
     ModelList,
     OpenAiErrorBody,
 )
-from server.runs.schemas import ApproveBody, RejectBody
+from server.runs.schemas import ApproveBody, RegenerateBody, RejectBody, RerunStageBody
 from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
     ListSessionsQuery,
     PostMessageBody,
     RenameSessionBody,
+    SelectBranchBody,
+    SessionQuery,
 )
 from server.sse.routes import EventsQuery
 from server.store.models import ChatSession, Run
@@ -101,9 +103,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="The status filter is part of the query: pages are full, `total` exact.",
     ),
     ("GET", f"{V1}/sessions/{{session_id}}"): Operation(
-        "A session with its recent messages, its active run and its queued messages",
-        "sessions", 200,
-        r.SessionDetail, errors=(*AUTH_ERRORS, 404),
+        "A session with its selected branch's recent messages, its active run and its queued "
+        "messages", "sessions", 200, r.SessionDetail, query=SessionQuery,
+        errors=(*AUTH_ERRORS, 404, 422),
+        description="`head` shows the newest branch through that message instead.",
     ),
     ("PATCH", f"{V1}/sessions/{{session_id}}"): Operation(
         "Rename a session or set its double-texting policy", "sessions", 200, ChatSession,
@@ -117,12 +120,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="An active run is cancelled.",
     ),
     ("GET", f"{V1}/sessions/{{session_id}}/messages"): Operation(
-        "Conversation history, paged backwards", "sessions", 200, r.MessagePage,
-        query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
+        "Conversation history (the selected branch), paged backwards", "sessions", 200,
+        r.MessagePage, query=ListMessagesQuery, errors=(*AUTH_ERRORS, 404, 422),
         description="The cursor is `before` and `before_id`: the `created_at` and "
         "`message_id` of the oldest message shown; each page carries `next_before` and "
-        "`next_before_id` while more may exist (messages sharing a timestamp are never "
-        "skipped).",
+        "`next_before_id` while older messages exist (messages sharing a timestamp are never "
+        "skipped). `head` reads the newest branch through that message instead of the "
+        "selected one. Each message carries `sibling_ids` and `sibling_index`.",
+    ),
+    ("PUT", f"{V1}/sessions/{{session_id}}/head"): Operation(
+        "Select the newest branch through a message", "sessions", 200, ChatSession,
+        body=SelectBranchBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The session's `head_message_id` becomes the newest tip under the "
+        "message; event `branch.selected`. 404 for a message not in the session; 409 "
+        "`session_busy` while a run is active.",
     ),
     ("POST", f"{V1}/sessions/{{session_id}}/messages"): Operation(
         "Store the user's message and start a run (or queue it, interrupt, amend)", "runs",
@@ -132,7 +143,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "`enqueue` and `interrupt` answer `outcome: queued` (`interrupt` cancels the active "
         "run); `amend` answers `outcome: amended` with the active run. 429 `rate_limited` "
         "past the LLM limits, or `budget_exceeded` (with `resets_at` and `Retry-After`) once "
-        "a daily budget is spent.",
+        "a daily budget is spent. With `edit_of` (an earlier user message's id) the message is "
+        "an edit of it: a new branch from the same point, which the session selects when it "
+        "starts (422 for an unknown or non-user message).",
     ),
     ("DELETE", f"{V1}/sessions/{{session_id}}/messages/{{message_id}}"): Operation(
         "Cancel a queued message", "runs", 200, r.MessageEnvelope,
@@ -170,6 +183,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="The body is optional: `{\"reason\": \"...\"}` goes into the error "
         "(`rejected: <reason>`). 409 `not_awaiting_approval` unless the run is "
         "`awaiting_approval`.",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/regenerate"): Operation(
+        "Answer the run's message again in a new run (a new branch)", "runs", 202,
+        r.RunEnvelope, body=RegenerateBody, errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body may be omitted. Only for the last answer of the selected "
+        "branch (409 `not_latest`), with no run active (409 `session_busy`); 422 for an "
+        "unknown `pipeline`. The new answer becomes a sibling of the old one.",
+    ),
+    ("POST", f"{V1}/runs/{{run_id}}/stages/{{index}}/rerun"): Operation(
+        "Run one stage of a finished run again (optionally with one model), then the rest",
+        "runs", 202, r.RunEnvelope, body=RerunStageBody,
+        errors=(*AUTH_ERRORS, *BODY_ERRORS, 404, 409),
+        description="The body may be omitted (the agent's own chain). 400 `unknown_model`; "
+        "404 for a stage the run lacks; 409 `session_busy` unless the run is finished and "
+        "the session idle; 422 when an earlier stage is not completed. The stages from "
+        "`index` on keep their results in `versions`; the run gets a new "
+        "`assistant_message_id`, a sibling of its previous answer.",
     ),
     ("GET", f"{V1}/usage"): Operation(
         "The caller's tokens and cost, totals and per day, and today's budget", "usage", 200,

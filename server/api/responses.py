@@ -95,19 +95,28 @@ class SessionPage(BaseModel):
     total: int
 
 
-class SessionDetail(ChatSession):
-    """A session with its recent messages (oldest first), its active run and its queue."""
+class BranchMessage(Message):
+    """A message of a branch, with its siblings (itself included, oldest first): the
+    alternatives a "< 2/3 >" switcher moves between."""
 
-    messages: list[Message]
+    sibling_ids: list[str]
+    sibling_index: int
+
+
+class SessionDetail(ChatSession):
+    """A session with the recent messages of its selected branch (oldest first), its active
+    run and its queue."""
+
+    messages: list[BranchMessage]
     active_run: Run | None
     # Messages waiting for the active run to end, in the order they will start.
     queued: list[Message]
 
 
 class MessagePage(BaseModel):
-    """One page of history, oldest first; ``next_before``/``next_before_id`` page further back."""
+    """One page of a branch, oldest first; ``next_before``/``next_before_id`` page further back."""
 
-    items: list[Message]
+    items: list[BranchMessage]
     limit: int
     next_before: str | None
     next_before_id: str | None

@@ -18,6 +18,7 @@ EVENT_NAMES = frozenset(
         "stage.reset", "stage.retrying", "stage.completed", "run.completed", "run.failed",
         "run.cancelled", "run.awaiting_approval", "run.approved", "run.rejected",
         "run.approval_expired", "message.queued", "message.cancelled", "run.amended",
+        "branch.selected",
     }
 )  # fmt: skip
 

@@ -8,7 +8,7 @@ run's generation, so it publishes nothing either.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from server.markdown import render_markdown
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from server.runs.service import RunDeps
 
 log = logging.getLogger("chorus.runs")
+
+
+def answered_message(run: Run) -> str:
+    """The answer's parent in the branch tree: the run's input message, or the last of its
+    amendments a completed stage read (amendments follow the input message, each after the
+    one before; one no stage read is queued when the run ends)."""
+    used = {m for stage in run.stages if stage.status == "completed" for m in stage.amendments}
+    return next((m for m in reversed(run.amendments) if m in used), run.input_message_id)
 
 
 def pending_gate(run: Run) -> int | None:
@@ -169,6 +177,7 @@ class RunEndings(RunStarts):
             message_id=run.assistant_message_id or f"{run.run_id}-answer",
             session_id=run.session_id, user_id=run.user_id, role="assistant",
             content=output, content_html=await render_markdown(output), run_id=run.run_id,
+            parent_id=answered_message(run),
         )  # fmt: skip
         await self.complete(run, answer)
 
@@ -241,11 +250,13 @@ class RunEndings(RunStarts):
         event_data: Callable[[Run], dict[str, Any]],
         *,
         preface: tuple[str, dict[str, Any]] | None = None,
+        on_win: Callable[[Run], Awaitable[None]] | None = None,
     ) -> Run | None:
         """End the run (one winner), free its session, publish run.<status>, then react.
 
         ``preface`` is an event the winner publishes just before run.<status> (e.g.
-        run.rejected before run.cancelled).
+        run.rejected before run.cancelled); ``on_win`` runs before both, once the run has
+        ended and its session is freed.
         """
         now = utcnow()
         for i, stage in enumerate(run.stages):
@@ -273,6 +284,8 @@ class RunEndings(RunStarts):
                     {"status": status, "active_run_id": None, "updated_at": now},
                     expect={"active_run_id": ended.run_id},
                 )  # fmt: skip
+                if on_win is not None:
+                    await on_win(ended)
                 if preface is not None:
                     await self.bus.publish(ended.session_id, *preface, ended.run_id)
                 await self.bus.publish(
@@ -316,8 +329,18 @@ class RunEndings(RunStarts):
     async def complete(self, run: Run, answer: Message) -> Run | None:
         """Write the answer once, end the run as completed and publish run.completed."""
         await self.store.insert_message(answer)
+
+        async def extend_branch(ended: Run) -> None:
+            # The answer extends the branch it answers, if that branch is still the selected
+            # one (before run.completed, so a client reloading on it sees the new head).
+            await self.store.update_session(
+                ended.user_id, ended.session_id, {"head_message_id": answer.message_id},
+                expect={"head_message_id": ended.input_message_id},
+            )  # fmt: skip
+
         return await self._end(
             run, "completed", {}, {"generation": run.generation},
             lambda ended: {"message": answer.model_dump(mode="json"),
                            "usage": ended.usage.model_dump(mode="json")},
+            on_win=extend_branch,
         )  # fmt: skip

@@ -25,16 +25,20 @@ from server.errors import (
     MessageNotQueued,
     NotAwaitingApproval,
     NotFound,
+    NotLatest,
     SessionBusy,
     Unauthorized,
+    UnknownModel,
 )
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
+from server.pipelines.registry import UnknownName
 from server.ratelimit import RateLimiter, Rule
 from server.redis_keys import RedisKeys
 from server.runs.endings import pending_gate
 from server.runs.leases import LeaseBook
 from server.runs.recovery import RunRecovery
+from server.sessions.branches import load_tree
 from server.store.base import Store
 from server.store.models import (
     AWAITING_APPROVAL,
@@ -43,8 +47,11 @@ from server.store.models import (
     DoubleTexting,
     Message,
     Run,
+    StageResult,
     StageState,
+    StageVersion,
     User,
+    new_id,
     utcnow,
 )
 
@@ -119,9 +126,15 @@ class RunService(RunRecovery):
             Rule("llm-global", "all", limits.llm_global, limits.llm_window_s),
         )
 
-    async def _claim(self, session: ChatSession, run_id: str) -> None:
-        """Make ``run_id`` the session's active run (a claim on an ended run is freed first)."""
-        if not await self.free_stale_claim(session) or not await self._claim_idle(session, run_id):
+    async def _claim(self, session: ChatSession, run_id: str, head: str | None = None) -> None:
+        """Make ``run_id`` the session's active run (a claim on an ended run is freed first).
+
+        With ``head``, the same write selects the branch ending there (docs/architecture.md,
+        "Branches").
+        """
+        if not await self.free_stale_claim(session) or not await self._claim_idle(
+            session, run_id, head
+        ):
             raise SessionBusy("this session already has an active run")
 
     def policy(self, session: ChatSession, override: DoubleTexting | None) -> DoubleTexting:
@@ -129,13 +142,24 @@ class RunService(RunRecovery):
         return override or session.double_texting or self.d.settings.double_texting
 
     async def post_message(
-        self, user: User, session_id: str, content: str, double_texting: DoubleTexting | None = None
+        self,
+        user: User,
+        session_id: str,
+        content: str,
+        double_texting: DoubleTexting | None = None,
+        *,
+        edit_of: str | None = None,
     ) -> Posted:
         """Store the user's message and start a run; if the session is busy, apply the policy.
 
         ``reject``: SessionBusy (409). ``enqueue``: the message waits in the session's queue.
         ``interrupt``: the active run is cancelled and the message starts next. ``amend``:
-        the message joins the active run's context at its next stage boundary.
+        the message joins the active run's context at its next stage boundary (an edit is
+        queued instead).
+
+        ``edit_of`` names an earlier user message: the new one becomes its alternative (the
+        same parent), a new branch the session selects when it starts; the old branch stays
+        readable.
         """
         if not content.strip():
             raise InvalidRequest("content: must not be blank")
@@ -145,17 +169,22 @@ class RunService(RunRecovery):
         policy = self.policy(session, double_texting)
         await self._limit_llm_work(user)
         message = Message(session_id=session_id, user_id=user.user_id, role="user", content=content)
+        if edit_of is not None:
+            tree = await load_tree(self.store, user.user_id, session_id)
+            if edit_of not in tree or tree.link(edit_of).role != "user":
+                raise InvalidRequest("edit_of: no such user message in this session")
+            message.edit_of = edit_of
         idle = session.active_run_id is None or await self.free_stale_claim(session)
         if idle and (policy == "reject" or not await self._has_queue(session)):
             try:
-                return Posted(*await self._start_run(session.model_copy(
+                return Posted(*await self._start_message(session.model_copy(
                     update={"active_run_id": None}), message), "started")  # fmt: skip
             except SessionBusy:
                 if policy == "reject":
                     raise
         if policy == "reject":
             raise SessionBusy("this session already has an active run")
-        if policy == "amend":
+        if policy == "amend" and edit_of is None:
             return await self._amend(session, message)
         return await self._enqueue(session, message, policy)
 
@@ -214,7 +243,12 @@ class RunService(RunRecovery):
         run = None if run_id is None else await self.store.get_run(run_id, session.user_id)
         if run is None:
             return await self._enqueue(session, message, "amend")
-        amending = message.model_copy(update={"run_id": run.run_id, "double_texting": "amend"})
+        # In the branch tree an amendment follows the run's input message (or the run's last
+        # amendment); the answer then follows the last amendment its stages read.
+        amending = message.model_copy(update={
+            "run_id": run.run_id, "double_texting": "amend",
+            "parent_id": run.amendments[-1] if run.amendments else run.input_message_id,
+        })  # fmt: skip
         await self.store.insert_message(amending)
         for _ in range(_AMEND_TRIES):
             if run is None or run.status in FINAL_RUN_STATUSES:
@@ -224,6 +258,12 @@ class RunService(RunRecovery):
                 expect={"status": run.status, "amendments": run.amendments},
             )  # fmt: skip
             if amended is not None:
+                parent = run.amendments[-1] if run.amendments else run.input_message_id
+                if parent != amending.parent_id:  # another amendment came first meanwhile
+                    amending = amending.model_copy(update={"parent_id": parent})
+                    await self.store.update_message(
+                        amending.user_id, amending.message_id, {"parent_id": parent}
+                    )
                 await self.bus.publish(
                     session.session_id, "run.amended",
                     {"message": amending.model_dump(mode="json")}, amended.run_id,
@@ -355,24 +395,142 @@ class RunService(RunRecovery):
         session = await self.store.get_session(user.user_id, run.session_id)
         if session is None:
             raise NotFound("session not found")
-        await self._claim(session, run.run_id)
+        # The session shows the run's branch while it runs (the answer extends it).
+        await self._claim(session, run.run_id, head=run.input_message_id)
         fields: dict[str, Any] = {
             "status": "queued", "error": None, "error_code": None, "cancel_requested": False,
             "finished_at": None,
             "generation": run.generation + 1, "recoveries": 0, "updated_at": utcnow(),
         }  # fmt: skip
         for i in range(first, len(run.stages)):
-            stage = run.stages[i]  # a fresh state, but the count of attempts carries on
+            stage = run.stages[i]  # a fresh state; attempts, versions and a chosen model carry on
             fields[f"stages.{i}"] = StageState(
-                name=stage.name, agent=stage.agent, attempts=stage.attempts, approve=stage.approve
-            )
+                name=stage.name, agent=stage.agent, attempts=stage.attempts, approve=stage.approve,
+                versions=stage.versions, model_override=stage.model_override,
+            )  # fmt: skip
         await self.leases.fence(run.run_id, run.generation + 1)
         retried = await self.store.update_run(run_id, fields, expect={"status": run.status})
         if retried is None:
-            await self._unclaim(run, run.status)
+            await self._unclaim(run, run.status, {"head_message_id": session.head_message_id})
             raise SessionBusy("the run changed meanwhile; reload it")
+        if session.head_message_id != run.input_message_id:
+            await self._announce_head(session.session_id, run.input_message_id, run.run_id)
         await self._queue(retried, first)
         return retried
+
+    async def regenerate(self, user: User, run_id: str, pipeline: str | None = None) -> Run:
+        """Answer the run's input message again in a new run (of ``pipeline``, if given).
+
+        Only for the answer at the tip of the selected branch (or its input, when the run
+        gave no answer), with no run active. The new answer becomes the old one's sibling.
+        """
+        old = await self._own_run(user, run_id)
+        session = await self.store.get_session(user.user_id, old.session_id)
+        if session is None:
+            raise NotFound("session not found")
+        if old.status not in FINAL_RUN_STATUSES or (
+            session.active_run_id is not None and not await self.free_stale_claim(session)
+        ):
+            raise SessionBusy("this session has an active run")
+        session = session.model_copy(update={"active_run_id": None})
+        tree = await load_tree(self.store, user.user_id, session.session_id)
+        if old.input_message_id not in tree:
+            raise NotFound("the run's message is gone")
+        if tree.head(session) not in (old.assistant_message_id, old.input_message_id):
+            raise NotLatest("only the last answer of the selected branch can be regenerated")
+        try:
+            chosen = self.registry.pipeline(pipeline or session.pipeline)
+        except UnknownName:
+            raise InvalidRequest(f"pipeline: unknown pipeline {pipeline!r}") from None
+        await self._limit_llm_work(user)
+        run = Run(
+            session_id=session.session_id, user_id=user.user_id, pipeline=chosen.name,
+            input_message_id=old.input_message_id, assistant_message_id=new_id(),
+            stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
+                    for s in chosen.stages],
+        )  # fmt: skip
+        await self._start_run(session, None, run=run)
+        return run
+
+    async def rerun_stage(
+        self, user: User, run_id: str, index: int, model: str | None = None
+    ) -> Run:
+        """Run stage ``index`` of a finished run again (with ``model`` alone, if given).
+
+        The stage and those after it keep their results as ``versions`` and start afresh;
+        the run gives a new answer, a sibling of its previous one.
+        """
+        run = await self._own_run(user, run_id)
+        self._check_rerun(run, index, model)
+        session = await self.store.get_session(user.user_id, run.session_id)
+        if session is None:
+            raise NotFound("session not found")
+        tree = await load_tree(self.store, user.user_id, session.session_id)
+        if run.input_message_id not in tree:
+            raise NotFound("the run's message is gone")
+        await self._limit_llm_work(user)
+        await self._claim(session, run.run_id, head=run.input_message_id)
+        fields: dict[str, Any] = {
+            "status": "queued", "error": None, "error_code": None, "cancel_requested": False,
+            "finished_at": None, "generation": run.generation + 1, "recoveries": 0,
+            "updated_at": utcnow(), "assistant_message_id": new_id(),
+        }  # fmt: skip
+        answer = run.assistant_message_id if run.status == "completed" else None
+        for i in range(index, len(run.stages)):
+            stage = run.stages[i]
+            fields[f"stages.{i}"] = StageState(
+                name=stage.name, agent=stage.agent, approve=stage.approve,
+                versions=_versions(stage, answer), model_override=model if i == index else None,
+            )  # fmt: skip
+        undo = {"head_message_id": session.head_message_id}
+        try:
+            await self.leases.fence(run.run_id, run.generation + 1)
+            rerun = await self.store.update_run(
+                run_id, fields, expect={"status": run.status, "generation": run.generation}
+            )
+        except Exception:
+            await self._unclaim(run, session.status, undo)
+            raise
+        if rerun is None:
+            await self._unclaim(run, session.status, undo)
+            raise SessionBusy("the run changed meanwhile; reload it")
+        await self._announce_head(session.session_id, run.input_message_id, run.run_id)
+        await self._queue(rerun, index)
+        return rerun
+
+    def _check_rerun(self, run: Run, index: int, model: str | None) -> None:
+        if run.status not in FINAL_RUN_STATUSES:
+            raise SessionBusy("only a finished run's stage can be re-run")
+        if not 0 <= index < len(run.stages):
+            raise NotFound(f"the run has no stage {index}")
+        if any(s.status != "completed" for s in run.stages[:index]):
+            raise InvalidRequest(f"index: the stages before stage {index} are not all completed")
+        if model is not None:
+            try:
+                self.registry.model(model)
+            except UnknownName:
+                raise UnknownModel(f"model: unknown model {model!r}") from None
+
+    async def select_branch(self, user: User, session_id: str, message_id: str) -> ChatSession:
+        """Select the newest branch through ``message_id`` (refused while a run is active)."""
+        session = await self.store.get_session(user.user_id, session_id)
+        if session is None:
+            raise NotFound("session not found")
+        if session.active_run_id is not None and not await self.free_stale_claim(session):
+            raise SessionBusy("this session has an active run")
+        tree = await load_tree(self.store, user.user_id, session_id)
+        if message_id not in tree:
+            raise NotFound("message not found")
+        head = tree.tip(message_id)
+        updated = await self.store.update_session(
+            user.user_id, session_id, {"head_message_id": head},
+            expect={"active_run_id": None, "head_message_id": session.head_message_id},
+        )  # fmt: skip
+        if updated is None:
+            raise SessionBusy("the session changed meanwhile; reload it")
+        if head != session.head_message_id:
+            await self._announce_head(session_id, head, None)
+        return updated
 
     async def delete_session(self, user: User, session_id: str) -> None:
         """Cancel the session's active run, then delete it with its messages and runs."""
@@ -405,3 +563,12 @@ class RunService(RunRecovery):
                     partial=partial.text, partial_seq=partial.seq, partial_epoch=partial.epoch
                 )
         return body
+
+
+def _versions(stage: StageState, answer: str | None) -> list[StageVersion]:
+    """The stage's versions with its current result added (if it was ever attempted)."""
+    if stage.attempts == 0 and stage.output is None:
+        return list(stage.versions)
+    result = stage.model_dump(include=set(StageResult.model_fields))
+    current = StageVersion(**result, assistant_message_id=answer)
+    return [*stage.versions, current]

@@ -13,15 +13,16 @@ cancelled meanwhile is never started.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 
-from server.errors import SessionBusy
+from server.errors import InvalidRequest, SessionBusy
 from server.events.bus import EventBus
 from server.pipelines import AgentRegistry
 from server.redis_keys import RedisKeys
 from server.runs.queue import enqueue_stage
+from server.sessions.branches import load_tree
 from server.store.base import Store
 from server.store.models import ChatSession, Message, Run, StageState, new_id, utcnow
 
@@ -49,18 +50,29 @@ class RunStarts:
     bus: EventBus
     registry: AgentRegistry
 
-    async def _claim_idle(self, session: ChatSession, run_id: str) -> bool:
-        """Make ``run_id`` the active run of the session if it has none; True if it did."""
+    async def _claim_idle(self, session: ChatSession, run_id: str, head: str | None = None) -> bool:
+        """Make ``run_id`` the active run of the session if it has none; True if it did.
+
+        With ``head``, the same write selects the branch ending there, if the selected branch
+        is still the one the caller saw (docs/architecture.md, "Branches").
+        """
+        fields: dict[str, Any] = {
+            "active_run_id": run_id,
+            "status": "queued",
+            "updated_at": utcnow(),
+        }
+        expect: dict[str, Any] = {"active_run_id": None}
+        if head is not None:
+            fields["head_message_id"] = head
+            expect["head_message_id"] = session.head_message_id
         claimed = await self.store.update_session(
-            session.user_id, session.session_id,
-            {"active_run_id": run_id, "status": "queued", "updated_at": utcnow()},
-            expect={"active_run_id": None},
-        )  # fmt: skip
+            session.user_id, session.session_id, fields, expect=expect
+        )
         return claimed is not None
 
-    async def _unclaim(self, run: Run, status: str) -> None:
+    async def _unclaim(self, run: Run, status: str, extra: dict[str, Any] | None = None) -> None:
         await self.store.update_session(
-            run.user_id, run.session_id, {"active_run_id": None, "status": status},
+            run.user_id, run.session_id, {"active_run_id": None, "status": status, **(extra or {})},
             expect={"active_run_id": run.run_id},
         )  # fmt: skip
 
@@ -70,45 +82,96 @@ class RunStarts:
         )
         await enqueue_stage(self.redis, self.keys, run.run_id, stage_index, run.generation)
 
-    async def _start_run(self, session: ChatSession, message: Message) -> tuple[Message, Run]:
-        """Claim the idle session for a run of its pipeline on ``message`` and queue it.
+    async def _start_run(
+        self, session: ChatSession, message: Message | None, *, run: Run | None = None
+    ) -> tuple[Message | None, Run]:
+        """Claim the idle session for a run on ``message``, store it, announce it, queue it.
 
-        A new message is stored; a queued one joins the history (sent, dated now). Raises
-        SessionBusy if the session has an active run, or the queued message was started
-        or cancelled meanwhile.
+        A new message is stored; a queued one joins the history (sent, dated now). Either is
+        placed in the session's tree when it starts: after the selected branch's tip, or
+        (``message.edit_of``) beside the edited message. Without a message (a regenerate),
+        ``run`` answers its input message again. The claim selects the branch ending at the
+        run's input; the message and the run are stored after it (undone if that fails), so
+        no run is stored without its input message. Raises SessionBusy if the session has an
+        active run, its branch changed, or the queued message was started or cancelled
+        meanwhile.
         """
-        pipeline = self.registry.pipeline(session.pipeline)
-        run = Run(
-            session_id=session.session_id, user_id=session.user_id, pipeline=pipeline.name,
-            input_message_id=message.message_id, assistant_message_id=new_id(),
-            stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
-                    for s in pipeline.stages],
-        )  # fmt: skip
-        if not await self._claim_idle(session, run.run_id):
+        if run is None:
+            assert message is not None
+            pipeline = self.registry.pipeline(session.pipeline)
+            run = Run(
+                session_id=session.session_id, user_id=session.user_id, pipeline=pipeline.name,
+                input_message_id=message.message_id, assistant_message_id=new_id(),
+                stages=[StageState(name=s.name, agent=s.agent, approve=s.approve)
+                        for s in pipeline.stages],
+            )  # fmt: skip
+        branched = message is None or message.edit_of is not None
+        if message is not None:
+            message = await self._place(session, message)
+        head = run.input_message_id
+        if not await self._claim_idle(session, run.run_id, head):
             raise SessionBusy("this session already has an active run")
+        message = await self._store_start(session, message, run)
+        if message is not None:
+            await self.bus.publish(
+                session.session_id, "message.created",
+                {"message": message.model_dump(mode="json")}, run.run_id,
+            )  # fmt: skip
+        if branched:
+            await self._announce_head(session.session_id, head, run.run_id)
+        await self._queue(run, 0)
+        return message, run
+
+    async def _start_message(self, session: ChatSession, message: Message) -> tuple[Message, Run]:
+        """``_start_run`` on a message: the message as stored, and its run."""
+        started, run = await self._start_run(session, message)
+        assert started is not None
+        return started, run
+
+    async def _store_start(
+        self, session: ChatSession, message: Message | None, run: Run
+    ) -> Message | None:
+        """Store the claimed run and its message (a queued one joins the history, sent and
+        dated now); undo the claim, and the message, if that fails."""
+        inserted = False
         try:
-            if message.status == "queued":
+            if message is not None and message.status == "queued":
                 started = await self.store.update_message(
                     message.user_id, message.message_id,
-                    {"status": "sent", "run_id": run.run_id, "created_at": utcnow()},
+                    {"status": "sent", "run_id": run.run_id, "created_at": utcnow(),
+                     "parent_id": message.parent_id},
                     expect={"status": "queued"},
                 )  # fmt: skip
                 if started is None:
                     raise SessionBusy("the queued message was started or cancelled meanwhile")
                 message = started
-            else:
+            elif message is not None:
                 message = message.model_copy(update={"run_id": run.run_id})
-                await self.store.insert_message(message)
+                inserted = await self.store.insert_message(message)
             await self.store.insert_run(run)
         except BaseException:
-            await self._unclaim(run, session.status)
+            if inserted:  # no message of a run never stored: the switcher would offer it
+                assert message is not None
+                await self.store.delete_message(
+                    session.user_id, session.session_id, message.message_id
+                )
+            await self._unclaim(run, session.status, {"head_message_id": session.head_message_id})
             raise
-        await self.bus.publish(
-            session.session_id, "message.created", {"message": message.model_dump(mode="json")},
-            run.run_id,
-        )  # fmt: skip
-        await self._queue(run, 0)
-        return message, run
+        return message
+
+    async def _place(self, session: ChatSession, message: Message) -> Message:
+        """The message with its parent: the selected tip, or the edited message's parent."""
+        if message.edit_of is None and session.head_message_id is not None:
+            return message.model_copy(update={"parent_id": session.head_message_id})
+        tree = await load_tree(self.store, session.user_id, session.session_id)
+        if message.edit_of is None:
+            return message.model_copy(update={"parent_id": tree.head(session)})
+        if message.edit_of not in tree or tree.link(message.edit_of).role != "user":
+            raise InvalidRequest("edit_of: no such user message in this session")
+        return message.model_copy(update={"parent_id": tree.parent(message.edit_of)})
+
+    async def _announce_head(self, session_id: str, head: str, run_id: str | None) -> None:
+        await self.bus.publish(session_id, "branch.selected", {"head_message_id": head}, run_id)
 
     async def _announce_queued(self, message: Message) -> None:
         """Publish message.queued, before the write that queues it: once written, it may
@@ -128,7 +191,7 @@ class RunStarts:
             if message is None:
                 return None
             try:
-                return await self._start_run(session, message)
+                return await self._start_message(session, message)
             except SessionBusy:
                 continue  # the session was claimed (seen next time) or the message taken
         return None

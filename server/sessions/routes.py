@@ -11,14 +11,17 @@ from server.api.body import parse_body, parse_query
 from server.auth.identity import authenticate
 from server.errors import InvalidRequest, NotFound
 from server.logs import session_id_var
+from server.sessions.branches import branch_messages
 from server.sessions.schemas import (
     CreateSessionBody,
     ListMessagesQuery,
     ListSessionsQuery,
     PostMessageBody,
     RenameSessionBody,
+    SelectBranchBody,
+    SessionQuery,
 )
-from server.store.models import ChatSession, format_ts, utcnow
+from server.store.models import ChatSession, utcnow
 
 RECENT_MESSAGES = 50
 routes = web.RouteTableDef()
@@ -76,11 +79,10 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     """Return a session with its recent messages, its active run and its queued messages."""
     identity = await authenticate(request)
+    query = parse_query(request.query, SessionQuery)
     session = await _own_session(request, identity.user.user_id)
     store = request.app[keys.STORE]
-    messages = await store.list_messages(
-        identity.user.user_id, session.session_id, limit=RECENT_MESSAGES
-    )
+    messages, _more = await branch_messages(store, session, limit=RECENT_MESSAGES, head=query.head)
     active_run = None
     if session.active_run_id is not None:
         run = await store.get_run(session.active_run_id, identity.user.user_id)
@@ -90,7 +92,7 @@ async def get_session(request: web.Request) -> web.Response:
     queued = await store.list_queued_messages(
         user_id=identity.user.user_id, session_id=session.session_id
     )
-    body["messages"] = [m.model_dump(mode="json") for m in messages]
+    body["messages"] = messages
     body["active_run"] = active_run
     body["queued"] = [m.model_dump(mode="json") for m in queued]
     return web.json_response(body)
@@ -127,14 +129,15 @@ async def delete_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/sessions/{session_id}/messages")
 async def post_message(request: web.Request) -> web.Response:
-    """Store the user's message and start a run (202); if busy, follow the double-texting
-    policy: queue it (202, no run), interrupt, amend the active run, or 409 session_busy."""
+    """Store the user's message (or an edit of an earlier one: a new branch) and start a run
+    (202); if busy, follow the double-texting policy: queue it (202, no run), interrupt,
+    amend the active run, or 409 session_busy."""
     identity = await authenticate(request)
     body = await parse_body(request, PostMessageBody)
     session_id = request.match_info["session_id"]
     session_id_var.set(session_id)
     posted = await request.app[keys.RUN_SERVICE].post_message(
-        identity.user, session_id, body.content, body.double_texting
+        identity.user, session_id, body.content, body.double_texting, edit_of=body.edit_of
     )
     return web.json_response(posted.body(), status=202)
 
@@ -153,17 +156,31 @@ async def cancel_queued_message(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{session_id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    """Return the conversation history, newest page first, each page oldest first."""
+    """Return the selected branch (or the one through ``head``), newest page first, each page
+    oldest first; each message lists its siblings (its alternatives on other branches)."""
     identity = await authenticate(request)
     query = parse_query(request.query, ListMessagesQuery)
     session = await _own_session(request, identity.user.user_id)
-    messages = await request.app[keys.STORE].list_messages(
-        identity.user.user_id, session.session_id, limit=query.limit, before=query.before,
-        before_id=query.before_id,
+    messages, more = await branch_messages(
+        request.app[keys.STORE], session, limit=query.limit, head=query.head,
+        before=query.before, before_id=query.before_id,
     )  # fmt: skip
-    oldest = messages[0] if len(messages) == query.limit else None
+    oldest = messages[0] if more and messages else None
     return web.json_response(
-        {"items": [m.model_dump(mode="json") for m in messages], "limit": query.limit,
-         "next_before": format_ts(oldest.created_at) if oldest else None,
-         "next_before_id": oldest.message_id if oldest else None}
+        {"items": messages, "limit": query.limit,
+         "next_before": oldest["created_at"] if oldest else None,
+         "next_before_id": oldest["message_id"] if oldest else None}
     )  # fmt: skip
+
+
+@routes.put("/api/v1/sessions/{session_id}/head")
+async def select_branch(request: web.Request) -> web.Response:
+    """Select the newest branch through a message (what the "< 2/3 >" switcher does)."""
+    identity = await authenticate(request)
+    body = await parse_body(request, SelectBranchBody)
+    session_id = request.match_info["session_id"]
+    session_id_var.set(session_id)
+    session = await request.app[keys.RUN_SERVICE].select_branch(
+        identity.user, session_id, body.message_id
+    )
+    return web.json_response(_dump(session))

@@ -59,9 +59,22 @@ class ListMessagesQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     before: Cursor | None = None
     before_id: MessageId | None = None
+    # Read the newest branch through this message instead of the selected one.
+    head: MessageId | None = None
+
+
+class SessionQuery(QueryModel):
+    # Show the newest branch through this message instead of the selected one.
+    head: MessageId | None = None
 
 
 class PostMessageBody(RequestModel):
     content: Annotated[str, Field(min_length=1, max_length=20_000)]
     # What this message does if the session's run is active (null: the session's policy).
     double_texting: Policy | None = None
+    # Resend an edit of this earlier user message: a new branch from the same point.
+    edit_of: MessageId | None = None
+
+
+class SelectBranchBody(RequestModel):
+    message_id: MessageId

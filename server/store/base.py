@@ -17,6 +17,7 @@ from server.store.models import (
     DayUsage,
     LlmCall,
     Message,
+    MessageLink,
     Run,
     UsageSummary,
     User,
@@ -143,6 +144,21 @@ class Store(Protocol):
 
         With no fields, nothing is written: the message is returned as it is (a read).
         """
+
+    async def delete_message(self, user_id: str, session_id: str, message_id: str) -> bool:
+        """Delete one message of the user's session (undoing a half-made start); False if absent."""
+
+    async def list_message_links(self, user_id: str, session_id: str) -> list[MessageLink]:
+        """Return every sent message (not queued or cancelled) of the session without its
+        content, oldest first.
+
+        The branch tree is built from these (server/sessions/branches.py).
+        """
+
+    async def get_messages(
+        self, user_id: str, session_id: str, message_ids: list[str]
+    ) -> list[Message]:
+        """Return the session's messages with these ids, in the order of ``message_ids``."""
 
     # runs
     async def insert_run(self, run: Run) -> None:

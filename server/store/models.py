@@ -104,6 +104,9 @@ class ChatSession(Doc):
     active_run_id: str | None = None
     # The double-texting policy of this session; None: the server's DOUBLE_TEXTING.
     double_texting: DoubleTexting | None = None
+    # The tip of the selected branch (docs/architecture.md, "Branches"); None in sessions
+    # stored before branches (their messages form one line by created_at).
+    head_message_id: str | None = None
     started_at: Timestamp = Field(default_factory=utcnow)
     updated_at: Timestamp = Field(default_factory=utcnow)
 
@@ -122,7 +125,22 @@ class Message(Doc):
     double_texting: DoubleTexting | None = None
     # When queued: the time it was queued; set again to the time it starts, so the history
     # stays in the order the model saw it.
+    # The previous message on this message's branch (None for the first, and in messages
+    # stored before branches). A resent edit names the message it edits in ``edit_of``.
+    parent_id: str | None = None
+    edit_of: str | None = None
     created_at: Timestamp = Field(default_factory=utcnow)
+
+
+class MessageLink(BaseModel):
+    """What the branch tree needs of a message (read without its content)."""
+
+    message_id: str
+    role: Literal["user", "assistant"]
+    run_id: str | None = None
+    parent_id: str | None = None
+    edit_of: str | None = None
+    created_at: Timestamp
 
 
 class Usage(BaseModel):
@@ -139,9 +157,9 @@ class Usage(BaseModel):
         )
 
 
-class StageState(BaseModel):
-    name: str
-    agent: str
+class StageResult(BaseModel):
+    """What one performance of a stage gave (the current one, or an earlier version)."""
+
     status: StageStatus = "pending"
     output: str | None = None
     model: str | None = None
@@ -161,6 +179,22 @@ class StageState(BaseModel):
     amendments: list[str] = Field(default_factory=list)
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
+
+
+class StageVersion(StageResult):
+    """An earlier result of a stage, kept when the stage was re-run (POST .../rerun)."""
+
+    # The answer the run gave with this version (None if the run gave none).
+    assistant_message_id: str | None = None
+
+
+class StageState(StageResult):
+    name: str
+    agent: str
+    # A re-run with one chosen model: the chain is that model alone (with its retries).
+    model_override: str | None = None
+    # Earlier results of this stage, oldest first (each re-run pushes the current one).
+    versions: list[StageVersion] = Field(default_factory=list)
 
 
 class Run(Doc):

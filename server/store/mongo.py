@@ -25,6 +25,7 @@ from server.store.models import (
     DayUsage,
     LlmCall,
     Message,
+    MessageLink,
     Run,
     UsageSummary,
     User,
@@ -345,6 +346,32 @@ class MongoStore:
         """Set fields if the message is the user's and matches ``expect``; return it updated."""
         query = _eq(_id=message_id, user_id=user_id)
         return await self._update(Message, "messages", query, set_fields, expect)
+
+    async def delete_message(self, user_id: str, session_id: str, message_id: str) -> bool:
+        """Delete one message of the user's session; False if absent."""
+        query = _eq(_id=message_id, session_id=session_id, user_id=user_id)
+        return (await self._db["messages"].delete_one(query)).deleted_count == 1
+
+    async def list_message_links(self, user_id: str, session_id: str) -> list[MessageLink]:
+        """Return every sent message of the session without its content, oldest first."""
+        fields = {name: 1 for name in MessageLink.model_fields}
+        cursor = self._db["messages"].find(
+            {**_eq(session_id=session_id, user_id=user_id),
+             "status": {"$nin": ["queued", "cancelled"]}},
+            {"_id": 0, **fields},
+            sort=[("created_at", ASCENDING), ("_id", ASCENDING)],
+        )  # fmt: skip
+        return [MessageLink.model_validate(doc) for doc in await cursor.to_list()]
+
+    async def get_messages(
+        self, user_id: str, session_id: str, message_ids: list[str]
+    ) -> list[Message]:
+        """Return the session's messages with these ids, in the order of ``message_ids``."""
+        if not message_ids:
+            return []
+        query = {**_eq(session_id=session_id, user_id=user_id), "_id": {"$in": message_ids}}
+        found = {m.message_id: m for m in await self._many(Message, "messages", query)}
+        return [found[i] for i in message_ids if i in found]
 
     async def insert_run(self, run: Run) -> None:
         """Insert a run."""

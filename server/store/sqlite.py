@@ -27,6 +27,7 @@ from server.store.models import (
     DayUsage,
     LlmCall,
     Message,
+    MessageLink,
     Run,
     UsageSummary,
     User,
@@ -36,6 +37,7 @@ from server.store.models import (
 from server.store.sqlite_sql import (
     CLAIMED_SESSIONS,
     DAY_USAGE_SQL,
+    LINK_FIELDS,
     MESSAGE_STATUS,
     PRAGMAS,
     SEARCH_SQL,
@@ -297,6 +299,33 @@ class SqliteStore:
             "messages", "id = ? AND user_id = ?", [message_id, user_id], set_fields, expect
         )
         return None if doc is None else Message.model_validate_json(doc)
+
+    async def delete_message(self, user_id: str, session_id: str, message_id: str) -> bool:
+        """Delete one message of the user's session; False if absent."""
+        sql = "DELETE FROM messages WHERE id = ? AND session_id = ? AND user_id = ? RETURNING id"
+        return len(await self._write(sql, (message_id, session_id, user_id))) == 1
+
+    async def list_message_links(self, user_id: str, session_id: str) -> list[MessageLink]:
+        """Return every sent message of the session without its content, oldest first."""
+        sql = (
+            f"SELECT {LINK_FIELDS} FROM messages WHERE session_id = ? AND user_id = ? "
+            f"AND {SENT} ORDER BY created_at, id"
+        )
+        return _load(MessageLink, await self._rows(sql, (session_id, user_id)))
+
+    async def get_messages(
+        self, user_id: str, session_id: str, message_ids: list[str]
+    ) -> list[Message]:
+        """Return the session's messages with these ids, in the order of ``message_ids``."""
+        if not message_ids:
+            return []
+        marks = ", ".join("?" for _ in message_ids)
+        sql = f"SELECT doc FROM messages WHERE session_id = ? AND user_id = ? AND id IN ({marks})"
+        found = {
+            m.message_id: m
+            for m in _load(Message, await self._rows(sql, [session_id, user_id, *message_ids]))
+        }
+        return [found[i] for i in message_ids if i in found]
 
     async def insert_run(self, run: Run) -> None:
         """Insert a run."""

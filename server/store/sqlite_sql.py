@@ -60,6 +60,15 @@ SEARCH_SQL = """(
   OR id IN (SELECT session_id FROM messages WHERE user_id = ?
             AND instr(lower(json_extract(doc, '$.content')), lower(?)) > 0)
 )"""
+# A message's links to its branch (a MessageLink), as one JSON object per row.
+LINK_FIELDS = (
+    "json_object("
+    + ", ".join(
+        f"'{name}', json_extract(doc, '$.{name}')"
+        for name in ("message_id", "role", "run_id", "parent_id", "edit_of", "created_at")
+    )
+    + ")"
+)
 PRAGMAS = ("busy_timeout=5000", "journal_mode=WAL", "synchronous=NORMAL")
 USAGE_SQL = """
 SELECT substr(created_at, 1, 10) AS day,

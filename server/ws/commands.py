@@ -1,9 +1,10 @@
 """Every WebSocket command: its frame schema and its handler, registered in one explicit list.
 
-Session commands: subscribe (with lossless resume), unsubscribe. Run commands: send a
-message (starting a run, or queued or amended by the double-texting policy), cancel a
-run, cancel a queued message, approve or reject the stage a run awaits, all through the
-RunService. Connection-level:
+Session commands: subscribe (with lossless resume), unsubscribe, select a branch. Run
+commands: send a message or an edit (starting a run, or queued or amended by the
+double-texting policy), cancel a run, cancel a queued message, approve or reject the stage
+a run awaits, regenerate an answer, re-run a stage, all through the RunService.
+Connection-level:
 ping. Handlers are typed against ``CommandContext`` (decorators.py) and never await
 the socket.
 """
@@ -18,6 +19,8 @@ from pydantic import Field
 
 from server import keys
 from server.errors import NotFound
+from server.runs.schemas import ModelName
+from server.sessions.schemas import PipelineName
 from server.ws.decorators import Command, CommandContext, command, command_table
 from server.ws.protocol import CommandModel
 
@@ -78,6 +81,7 @@ class SendCommand(CommandModel):
     session_id: Identifier
     content: Annotated[str, Field(min_length=1, max_length=20_000)]
     double_texting: Literal["reject", "enqueue", "interrupt", "amend"] | None = None
+    edit_of: Identifier | None = None
 
 
 class CancelQueuedCommand(CommandModel):
@@ -93,7 +97,9 @@ class CancelCommand(CommandModel):
 async def send(conn: CommandContext, cmd_id: int, cmd: SendCommand) -> None:
     """Store the user's message and start a run, or queue or amend (as the REST call)."""
     runs = conn.app[keys.RUN_SERVICE]
-    posted = await runs.post_message(conn.user, cmd.session_id, cmd.content, cmd.double_texting)
+    posted = await runs.post_message(
+        conn.user, cmd.session_id, cmd.content, cmd.double_texting, edit_of=cmd.edit_of
+    )
     conn.send_result(cmd_id, posted.body())
 
 
@@ -136,6 +142,45 @@ async def reject(conn: CommandContext, cmd_id: int, cmd: RejectCommand) -> None:
     conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
 
 
+class RegenerateCommand(CommandModel):
+    run_id: Identifier
+    pipeline: PipelineName | None = None
+
+
+class RerunStageCommand(CommandModel):
+    run_id: Identifier
+    index: Annotated[int, Field(ge=0, le=9999)]
+    model: ModelName | None = None
+
+
+class SelectBranchCommand(CommandModel):
+    session_id: Identifier
+    message_id: Identifier
+
+
+@command("regenerate", RegenerateCommand)
+async def regenerate(conn: CommandContext, cmd_id: int, cmd: RegenerateCommand) -> None:
+    """Answer the run's message again in a new run (same rules as the REST call)."""
+    run = await conn.app[keys.RUN_SERVICE].regenerate(conn.user, cmd.run_id, cmd.pipeline)
+    conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
+
+
+@command("rerun_stage", RerunStageCommand)
+async def rerun_stage(conn: CommandContext, cmd_id: int, cmd: RerunStageCommand) -> None:
+    """Run one stage of a finished run again, then the rest (same rules as the REST call)."""
+    run = await conn.app[keys.RUN_SERVICE].rerun_stage(conn.user, cmd.run_id, cmd.index, cmd.model)
+    conn.send_result(cmd_id, {"run": run.model_dump(mode="json")})
+
+
+@command("select_branch", SelectBranchCommand)
+async def select_branch(conn: CommandContext, cmd_id: int, cmd: SelectBranchCommand) -> None:
+    """Select the newest branch through a message (same rules as PUT .../head)."""
+    session = await conn.app[keys.RUN_SERVICE].select_branch(
+        conn.user, cmd.session_id, cmd.message_id
+    )
+    conn.send_result(cmd_id, {"session": session.model_dump(mode="json")})
+
+
 class PingCommand(CommandModel):
     pass
 
@@ -147,5 +192,19 @@ async def ping(conn: CommandContext, cmd_id: int, cmd: PingCommand) -> None:
 
 
 COMMANDS: Mapping[str, Command[Any]] = MappingProxyType(
-    command_table((subscribe, unsubscribe, send, cancel, cancel_queued, approve, reject, ping))
+    command_table(
+        (
+            subscribe,
+            unsubscribe,
+            send,
+            cancel,
+            cancel_queued,
+            approve,
+            reject,
+            regenerate,
+            rerun_stage,
+            select_branch,
+            ping,
+        )
+    )
 )

@@ -131,6 +131,14 @@ export function createApi(base, { onUnauthorized = () => {} } = {}) {
       request("POST", `/api/v1/runs/${enc(id)}/approve`, output === null ? {} : { output }),
     rejectRun: (id, reason = "") =>
       request("POST", `/api/v1/runs/${enc(id)}/reject`, reason ? { reason } : {}),
+    /** Resend an edit of an earlier user message: a new branch from the same point. */
+    editMessage: (id, content, editOf) =>
+      request("POST", `/api/v1/sessions/${enc(id)}/messages`, { content, edit_of: editOf }),
+    selectBranch: (id, messageId) =>
+      request("PUT", `/api/v1/sessions/${enc(id)}/head`, { message_id: messageId }),
+    regenerateRun: (id) => request("POST", `/api/v1/runs/${enc(id)}/regenerate`),
+    rerunStage: (id, index, model) =>
+      request("POST", `/api/v1/runs/${enc(id)}/stages/${index}/rerun`, model ? { model } : {}),
     usage: () => request("GET", "/api/v1/usage"),
     listApiKeys: () => request("GET", "/api/v1/api-keys"),
     /** The answer carries the key itself: the only time it is shown. */

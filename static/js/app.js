@@ -31,6 +31,7 @@ class App {
   constructor(config) {
     this.config = config;
     this.user = null;
+    this.models = []; // the models agents use (a stage re-run may pick one)
     this.session = null; // the open SessionController
     this.frame = null;
     this.lastAuthCheck = 0;
@@ -83,6 +84,11 @@ class App {
       announce: (text) => this.announce(text),
       onSuggest: (text) => this.composer.fill(text),
       onCancelQueued: (message) => this.session?.cancelQueued(message),
+      onEdit: (message, text) => (this.session ? this.session.edit(message, text) : Promise.reject(new Error("no session"))),
+      onRegenerate: (message) => this.session?.regenerate(message),
+      onBranch: (messageId) => this.session?.showBranch(messageId),
+      onRerunStage: (run, index, model) => this.session?.rerunStage(run, index, model),
+      models: () => this.models,
     });
     this.composer = new Composer($("composer"), {
       onSend: (text) => (this.session ? this.session.send(text) : Promise.reject(new Error("no session"))),
@@ -161,6 +167,18 @@ class App {
     this.socket.start();
     this.sidebar.reload();
     this.route();
+    this.loadModels();
+  }
+
+  async loadModels() {
+    try {
+      const body = await this.api.pipelines();
+      const names = (body?.agents ?? []).flatMap((a) => (Array.isArray(a.models) ? a.models : []));
+      this.models = [...new Set(names.filter((n) => typeof n === "string"))];
+      this.scheduleRender();
+    } catch {
+      this.models = []; // a re-run can still use the stage's own models
+    }
   }
 
   /** Back to the sign-in form (logout, or the server no longer accepts our cookie). */

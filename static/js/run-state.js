@@ -58,6 +58,10 @@ function normStage(raw, index) {
     gap: false, // the partial text misses a beginning we could not replay
     retries: [],
     nextModel: null,
+    // Earlier results of a re-run stage, oldest first: {status, model, output}.
+    versions: Array.isArray(s.versions)
+      ? s.versions.map((v) => ({ status: str(v?.status) ?? "", model: str(v?.model), output: str(v?.output) }))
+      : [],
   };
 }
 
@@ -92,6 +96,7 @@ function mergeStage(known, incoming) {
     if (incoming[key] !== null && incoming[key] !== "") known[key] = incoming[key];
   }
   known.attempts = Math.max(known.attempts, incoming.attempts);
+  if (incoming.versions.length > known.versions.length) known.versions = incoming.versions;
   if (tokens(incoming.usage) >= tokens(known.usage)) known.usage = incoming.usage;
   if (incoming.partialSeq !== null) {
     // A running stage's text as of a seq: taken only when ours is empty or has a gap.

@@ -153,7 +153,8 @@ export class SessionController {
   }
 
   applyEvent(ev) {
-    const { changed, missingRun } = this.model.apply(ev);
+    const { changed, missingRun, reload } = this.model.apply(ev);
+    if (reload) this.reload(); // another branch was selected, one this tab has not loaded
     if (missingRun) this.loadRun(missingRun).catch(() => {});
     // The event carries the run's error; the stored run also says which stage failed and why.
     else if (ev.name === "run.failed" && ev.run_id) this.loadRun(ev.run_id).catch(() => {});
@@ -264,6 +265,66 @@ export class SessionController {
     } catch (err) {
       if (err.code === "session_busy") this.reload();
       this.hooks.onError(`Could not retry: ${describeError(err)}`, null, causeOf(err));
+    }
+  }
+
+  /** A run started by a branch action: the branch shown now ends at its input message. */
+  startedRun(run, head) {
+    if (!run) return;
+    this.model.upsertRun(run, "rest");
+    this.model.selectBranch(head ?? run.input_message_id);
+    this.model.syncSession(this.model.runs.get(run.run_id));
+    this.changed();
+  }
+
+  /** Answer the branch's last message again (a new branch beside the current answer). */
+  async regenerate(message) {
+    try {
+      const body = await this.api.regenerateRun(message.run_id);
+      this.startedRun(body?.run);
+    } catch (err) {
+      if (err.code === "session_busy" || err.code === "not_latest") this.reload();
+      this.hooks.onError(`Could not regenerate: ${describeError(err)}`, null, causeOf(err));
+    }
+  }
+
+  /** Resend an edit of a user message: the conversation forks there. Rejects to keep the editor open. */
+  async edit(message, text) {
+    let body;
+    try {
+      body = await this.api.editMessage(this.sessionId, text, message.message_id);
+    } catch (err) {
+      if (err.code === "session_busy") this.reload();
+      throw userError(err);
+    }
+    this.model.upsertMessage(body?.message);
+    this.startedRun(body?.run, body?.message?.message_id);
+  }
+
+  /** Re-run one stage of a finished run (with one model, if given). */
+  async rerunStage(run, index, model = null) {
+    try {
+      const body = await this.api.rerunStage(run.run_id, index, model);
+      this.startedRun(body?.run);
+    } catch (err) {
+      if (err.code === "session_busy") this.reload();
+      this.hooks.onError(`Could not re-run the stage: ${describeError(err)}`, null, causeOf(err));
+    }
+  }
+
+  /** Show another branch (a "< 2/3 >" switcher): the server picks its newest tip. */
+  async showBranch(messageId) {
+    try {
+      const session = await this.api.selectBranch(this.sessionId, messageId);
+      const head = session?.head_message_id;
+      if (head && this.model.messages.has(head)) {
+        this.model.selectBranch(head); // at once; the snapshot fills in what this tab lacks
+        this.changed();
+      }
+      await this.reload();
+    } catch (err) {
+      if (err.code === "session_busy") this.reload();
+      this.hooks.onError(`Could not show that branch: ${describeError(err)}`, null, causeOf(err));
     }
   }
 

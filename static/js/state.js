@@ -3,6 +3,7 @@
 // or run backwards within one generation, so a replay that overlaps a newer REST
 // snapshot converges on the same state.
 
+import { branchPath, headAfter, siblingPosition } from "./branches.js";
 import { ACTIVE_RUN, applyRunEvent, normRun, mergeRun, str } from "./run-state.js";
 
 export { ACTIVE_RUN };
@@ -21,7 +22,8 @@ export class SessionModel {
   constructor(sessionId) {
     this.sessionId = sessionId;
     this.session = null;
-    this.messages = new Map();
+    this.messages = new Map(); // every message seen, of any branch
+    this.head = null; // the tip of the branch shown (the session's head_message_id)
     // Messages sent while a run was active, waiting their turn (double texting): not in
     // the history until they start (message.created), gone when cancelled.
     this.queued = new Map();
@@ -46,6 +48,7 @@ export class SessionModel {
     }
     for (const message of list) this.upsertMessage(message);
     for (const message of Array.isArray(queued) ? queued : []) this.upsertMessage(message);
+    this.head = str(session.head_message_id) ?? list.at(-1)?.message_id ?? this.head;
     if (activeRun && activeRun.run_id) this.upsertRun(activeRun, "rest");
     this.loaded = true;
     this.version++;
@@ -134,7 +137,17 @@ export class SessionModel {
   apply(ev) {
     const data = ev && ev.data && typeof ev.data === "object" ? ev.data : {};
     const name = ev?.name;
+    // A message stored (or a queued one started) or amended into a run extends the branch
+    // shown when its parent is the tip; one queued or cancelled only changes the queue.
+    if (name === "message.created" || name === "run.amended") return { changed: this.addMessage(data.message) };
     if (MESSAGE_EVENTS.has(name)) return { changed: this.upsertMessage(data.message) };
+    if (name === "branch.selected") {
+      const head = str(data.head_message_id);
+      if (!head) return { changed: false };
+      this.selectBranch(head);
+      // A branch this tab has not loaded: the caller reloads the session (REST).
+      return { changed: true, reload: !this.messages.has(head) };
+    }
     if (name === "run.queued") {
       const changed = this.upsertRun(data.run, "event");
       if (changed) this.syncSession(this.runs.get(data.run.run_id), ev.ts);
@@ -155,7 +168,37 @@ export class SessionModel {
 
   _addAnswer(message, runId) {
     if (!message || typeof message !== "object") return;
-    this.upsertMessage({ role: "assistant", run_id: runId, ...message });
+    this.addMessage({ role: "assistant", run_id: runId, ...message });
+  }
+
+  /** A message just stored: it extends the branch shown if its parent is the tip. */
+  addMessage(message) {
+    if (!this.upsertMessage(message)) return false;
+    this.head = headAfter(this.head, message);
+    return true;
+  }
+
+  /** Show the branch ending at this message. */
+  selectBranch(head) {
+    this.head = head;
+    this.version++;
+  }
+
+  /** The branch shown, oldest first (every known message, by time, if its tip is not known). */
+  branchMessages() {
+    if (!this.head || !this.messages.has(this.head)) return this.sortedMessages();
+    return branchPath(this.messages, this.head);
+  }
+
+  /** {ids, index, label} for the message's "< 2/3 >" switcher, or null without alternatives. */
+  siblings(message) {
+    return siblingPosition(this.messages, message);
+  }
+
+  /** The last message of the branch shown when it is an answer: the one to regenerate. */
+  lastAnswer() {
+    const last = this.branchMessages().at(-1);
+    return last?.role === "assistant" ? last : null;
   }
 
   /** Mirror a run's status on the session when it is the latest run. */
@@ -168,11 +211,15 @@ export class SessionModel {
     if (ts) this.session.updated_at = ts;
   }
 
-  /** The most recently created run known. */
+  /** The run in progress (a stage re-run can make an older run active), else the most
+   * recently created run known. */
   latestRun() {
     let latest = null;
     for (const run of this.runs.values()) {
-      if (!latest || run.created_at > latest.created_at) latest = run;
+      const active = ACTIVE_RUN.has(run.status);
+      if (!latest || (active !== ACTIVE_RUN.has(latest.status) ? active : run.created_at > latest.created_at)) {
+        latest = run;
+      }
     }
     return latest;
   }
@@ -194,31 +241,43 @@ export class SessionModel {
   }
 
   /**
-   * What the conversation shows, in order: user messages, the progress of each run that
-   * has no answer yet (right after its message), and answers (with their run, if known).
+   * What the conversation shows, in order: the selected branch's user messages, the
+   * progress of each run that has no answer on the branch yet (right after its message),
+   * and answers (with their run, if known).
    */
   timeline() {
     const items = [];
     const placed = new Set();
-    const runsByInput = new Map();
-    for (const run of this.runs.values()) runsByInput.set(run.input_message_id, run);
+    const newestByInput = new Map(); // a regenerated message has several runs: the newest shows
+    for (const run of this.runs.values()) {
+      const known = newestByInput.get(run.input_message_id);
+      if (!known || run.created_at > known.created_at) newestByInput.set(run.input_message_id, run);
+    }
     const answered = new Set();
     for (const message of this.messages.values()) {
       if (message.role === "assistant" && message.run_id) answered.add(message.run_id);
     }
-    for (const message of this.sortedMessages()) {
+    const branch = this.branchMessages();
+    const branchAnswers = new Set(
+      branch.filter((m) => m.role === "assistant" && m.run_id).map((m) => m.run_id)
+    );
+    branch.forEach((message, i) => {
       if (message.role !== "assistant") {
-        items.push({ kind: "user", key: `u:${message.message_id}`, message });
+        items.push({ kind: "user", key: `u:${message.message_id}`, message, siblings: this.siblings(message) });
         // An amendment names the run it joined, which its input message has placed already.
-        const run = runsByInput.get(message.message_id) ?? this.runs.get(message.run_id);
-        if (!run || placed.has(run.run_id)) continue;
+        const run = newestByInput.get(message.message_id) ?? this.runs.get(message.run_id);
+        if (!run || placed.has(run.run_id)) return;
         placed.add(run.run_id);
-        if (!answered.has(run.run_id)) items.push({ kind: "run", key: `r:${run.run_id}`, run });
+        // Its progress shows until its answer is on the branch (after any amendments).
+        if (branch[i + 1]?.role !== "assistant" && !branchAnswers.has(run.run_id)) {
+          items.push({ kind: "run", key: `r:${run.run_id}`, run });
+        }
       } else {
         const run = message.run_id ? this.runs.get(message.run_id) ?? null : null;
-        items.push({ kind: "assistant", key: `a:${message.message_id}`, message, run });
+        if (run) placed.add(run.run_id);
+        items.push({ kind: "assistant", key: `a:${message.message_id}`, message, run, siblings: this.siblings(message) });
       }
-    }
+    });
     for (const run of this.runs.values()) {
       if (!placed.has(run.run_id) && ACTIVE_RUN.has(run.status) && !answered.has(run.run_id)) {
         items.push({ kind: "run", key: `r:${run.run_id}`, run });

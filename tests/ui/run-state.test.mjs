@@ -154,7 +154,7 @@ test("a queued message waits outside the history, then joins it when it starts",
   const queued = model.apply({ name: "message.queued", data: { message: msg("q2", { status: "queued", created_at: `${T}3` }) } });
   assert.equal(queued.changed, true);
   assert.deepEqual(queuedIds(model), ["q1", "q2"]);
-  model.apply({ name: "message.created", run_id: "r2", data: { message: msg("q1", { run_id: "r2", created_at: `${T}5` }) } });
+  model.apply({ name: "message.created", run_id: "r2", data: { message: msg("q1", { run_id: "r2", created_at: `${T}5`, parent_id: "m1" }) } });
   assert.deepEqual(queuedIds(model), ["q2"]);
   assert.deepEqual(historyIds(model), ["m1", "q1"]);
   assert.equal(model.timeline().filter((i) => i.kind === "user").length, 2);
@@ -185,6 +185,6 @@ test("the queue is in starting order (interrupting messages first) and a snapsho
 test("an amendment shows in the history after its run's message, the run card placed once", () => {
   const model = new SessionModel("s1");
   model.loadSession({ session_id: "s1", messages: [msg("m1", { run_id: "r1" })], active_run: runDoc() });
-  model.apply({ name: "run.amended", run_id: "r1", data: { message: msg("a1", { run_id: "r1", created_at: `${T}2`, double_texting: "amend" }) } });
+  model.apply({ name: "run.amended", run_id: "r1", data: { message: msg("a1", { run_id: "r1", created_at: `${T}2`, double_texting: "amend", parent_id: "m1" }) } });
   assert.deepEqual(model.timeline().map((i) => i.key), ["u:m1", "r:r1", "u:a1"]);
 });

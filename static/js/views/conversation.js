@@ -13,8 +13,78 @@ export function isLong(text) {
   return text.length > LONG_CHARS || text.split("\n").length > LONG_LINES;
 }
 
+/** "< 2/3 >": move between a message's alternatives (its siblings on other branches). */
+class BranchSwitcher {
+  constructor({ onBranch }) {
+    this.onBranch = onBranch;
+    this.prev = h("button", { type: "button", class: "icon-button branch-step", testid: "branch-prev", "aria-label": "Previous version",
+      on: { click: () => this.go(-1) } }, "‹");
+    this.label = h("span", { class: "muted branch-position", testid: "branch-position" });
+    this.next = h("button", { type: "button", class: "icon-button branch-step", testid: "branch-next", "aria-label": "Next version",
+      on: { click: () => this.go(1) } }, "›");
+    this.el = h("span", { class: "branch-switcher", testid: "branch-switcher", role: "group", "aria-label": "Versions" },
+      this.prev, this.label, this.next);
+    this.position = null;
+  }
+
+  update(position, busy) {
+    this.position = position;
+    show(this.el, Boolean(position));
+    if (!position) return;
+    setText(this.label, position.label);
+    this.prev.disabled = busy || position.index === 0;
+    this.next.disabled = busy || position.index === position.ids.length - 1;
+  }
+
+  go(step) {
+    const target = this.position?.ids[this.position.index + step];
+    if (target) this.onBranch(target);
+  }
+}
+
+/** Edit a sent message in place and resend it as a new branch. */
+class MessageEditor {
+  constructor({ onSubmit, onClose }) {
+    this.onSubmit = onSubmit;
+    this.onClose = onClose;
+    this.input = h("textarea", { class: "edit-input", testid: "edit-input", rows: "3", "aria-label": "Edit your message" });
+    this.error = h("p", { class: "form-error", role: "alert", testid: "edit-error" });
+    this.send = h("button", { type: "submit", class: "primary", testid: "edit-send" }, "Send");
+    this.cancel = h("button", { type: "button", class: "secondary", testid: "edit-cancel", on: { click: () => this.onClose() } }, "Cancel");
+    this.el = h("form", { class: "msg-editor", testid: "message-editor", on: { submit: (e) => this.submit(e) } },
+      this.input, this.error, h("div", { class: "msg-actions" }, this.cancel, this.send));
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") this.onClose();
+      else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) this.submit(e);
+    });
+    show(this.error, false);
+  }
+
+  open(text) {
+    this.input.value = text;
+    show(this.error, false);
+    this.input.focus();
+  }
+
+  async submit(e) {
+    e.preventDefault();
+    const text = this.input.value;
+    if (!text.trim() || this.send.disabled) return;
+    this.send.disabled = true;
+    try {
+      await this.onSubmit(text);
+    } catch (err) {
+      setText(this.error, err?.userMessage ?? String(err?.message ?? err));
+      show(this.error, true);
+    } finally {
+      this.send.disabled = false;
+    }
+  }
+}
+
 class UserMessageView {
-  constructor(message) {
+  constructor(message, { onEdit, onBranch } = {}) {
+    this.onEdit = onEdit;
     this.body = h("div", { class: "msg-body", testid: "message-body", id: `msg-${message.message_id}` });
     this.time = h("time", { class: "msg-time muted" });
     this.more = h("button", {
@@ -22,13 +92,22 @@ class UserMessageView {
       on: { click: () => this.toggle() },
     });
     this.copy = copyButton(() => this.message.content, { label: "Copy", testid: "copy-message" });
+    this.editButton = h("button", { type: "button", class: "link-button", testid: "edit-message",
+      on: { click: () => this.startEdit() } }, "Edit");
+    this.switcher = new BranchSwitcher({ onBranch });
+    this.editor = new MessageEditor({ onSubmit: (text) => this.resend(text), onClose: () => this.stopEdit() });
+    show(this.editor.el, false);
+    this.actionsRow = h("div", { class: "msg-actions" }, this.switcher.el, this.more, this.editButton, this.copy, this.time);
     this.el = h("li", { class: "msg msg-user", testid: "message", dataset: { role: "user", messageId: message.message_id } },
-      this.body, h("div", { class: "msg-actions" }, this.more, this.copy, this.time));
+      this.body, this.editor.el, this.actionsRow);
     this.expanded = false;
+    this.editing = false;
   }
 
-  update({ message }) {
+  update({ message, siblings = null }, { busy = false } = {}) {
     this.message = message;
+    this.switcher.update(siblings, busy);
+    show(this.editButton, Boolean(this.onEdit) && !busy && !this.editing);
     setText(this.body, message.content); // user text is always text, never HTML
     this.time.dateTime = message.created_at || "";
     this.time.title = fullTime(message.created_at);
@@ -42,32 +121,65 @@ class UserMessageView {
 
   toggle() {
     this.expanded = !this.expanded;
-    this.update({ message: this.message });
+    this.body.classList.toggle("collapsed", isLong(this.message.content || "") && !this.expanded);
+    setText(this.more, this.expanded ? "Show less" : "Show more");
+    this.more.setAttribute("aria-expanded", String(this.expanded));
+  }
+
+  startEdit() {
+    this.editing = true;
+    show(this.body, false);
+    show(this.actionsRow, false);
+    show(this.editor.el, true);
+    this.editor.open(this.message.content || "");
+  }
+
+  stopEdit() {
+    this.editing = false;
+    show(this.editor.el, false);
+    show(this.body, true);
+    show(this.actionsRow, true);
+    show(this.editButton, true);
+    this.editButton.focus();
+  }
+
+  async resend(text) {
+    await this.onEdit(this.message, text); // rejects (the editor stays open, saying why)
+    this.stopEdit();
   }
 }
 
 class AnswerView {
-  constructor(message, { onLoadRun }) {
+  constructor(message, { onLoadRun, onRegenerate, onBranch, onRerunStage, models }) {
     this.onLoadRun = onLoadRun;
+    this.models = models ?? (() => []);
+    this.onRegenerate = onRegenerate;
+    this.switcher = new BranchSwitcher({ onBranch });
+    this.regenerate = h("button", { type: "button", class: "link-button", testid: "regenerate",
+      on: { click: () => this.onRegenerate?.(this.message) } }, "Regenerate");
     this.body = h("div", { class: "msg-body markdown", testid: "message-body" });
     this.usage = h("span", { class: "muted run-usage", testid: "run-usage" });
-    this.outputs = new StageOutputs();
+    this.outputs = new StageOutputs({
+      onRerun: onRerunStage ? (index, model) => this.run && onRerunStage(this.run, index, model) : null,
+    });
     this.detailsNote = h("p", { class: "muted", testid: "run-details-note" });
     this.summary = h("summary", { text: "Pipeline stages", testid: "run-details-summary" });
     this.details = h("details", { class: "run-details", testid: "run-details" }, this.summary, this.detailsNote, this.outputs.el);
     this.details.addEventListener("toggle", () => this.maybeLoad());
     this.el = h("li", { class: "msg msg-assistant", testid: "message", dataset: { role: "assistant", messageId: message.message_id } },
       this.body,
-      h("div", { class: "run-meta msg-actions" },
-        copyButton(() => this.message?.content ?? "", { label: "Copy", testid: "copy-message" }), this.usage),
+      h("div", { class: "run-meta msg-actions" }, this.switcher.el,
+        copyButton(() => this.message?.content ?? "", { label: "Copy", testid: "copy-message" }), this.regenerate, this.usage),
       this.details);
     this.renderedHtml = null;
     this.requested = false;
   }
 
-  update({ message, run }) {
+  update({ message, run, siblings = null }, { busy = false, last = false } = {}) {
     this.message = message;
     this.run = run;
+    this.switcher.update(siblings, busy);
+    show(this.regenerate, last && !busy && Boolean(message.run_id) && Boolean(this.onRegenerate));
     if (typeof message.content_html === "string") {
       // Rendered and sanitized by the server (markdown-it + nh3), the source of truth for
       // a finished answer; sanitized again here and given highlighting and copy buttons.
@@ -86,7 +198,8 @@ class AnswerView {
       setText(this.summary, `Pipeline stages (${done})`);
       setText(this.detailsNote, "");
       show(this.detailsNote, false);
-      this.outputs.update(run.stages);
+      // A stage of the branch's last answer can be re-run (with another model).
+      this.outputs.update(run.stages, { rerun: last && !busy && run.assistant_message_id === message.message_id, models: this.models() });
     } else {
       show(this.detailsNote, this.requested);
     }
@@ -134,7 +247,8 @@ export class ConversationView {
   /**
    * actions: onCancel(run), onRetry(run), onApprove(run, output), onReject(run),
    * onLoadRun(runId), onLoadOlder(), skewMs(), announce(text), onSuggest(text),
-   * onCancelQueued(message)
+   * onCancelQueued(message), onEdit(message, text), onRegenerate(message),
+   * onBranch(messageId), onRerunStage(run, index, model), models()
    */
   constructor(root, actions) {
     this.root = root;
@@ -199,7 +313,7 @@ export class ConversationView {
     show(this.older, Boolean(model.olderCursor));
     const latest = model.latestRun();
     const items = model.timeline();
-    this.reconcile(items, latest);
+    this.reconcile(items, latest, { busy: model.busy(), lastAnswer: model.lastAnswer() });
     this.renderQueued(model.queuedMessages());
     show(this.suggestions, model.loaded && items.length === 0);
     this.shown = this.shown || model.loaded;
@@ -211,7 +325,7 @@ export class ConversationView {
     } else if (stick) this.scrollToBottom();
   }
 
-  reconcile(items, latest) {
+  reconcile(items, latest, { busy = false, lastAnswer = null } = {}) {
     const keep = new Set(items.map((i) => i.key));
     for (const [key, view] of this.views) {
       if (!keep.has(key)) {
@@ -228,7 +342,7 @@ export class ConversationView {
         if (item.kind === "assistant" && this.shown) this.actions.announce("The answer is ready.");
       }
       if (item.kind === "run") view.update(item.run, { latest: item.run === latest, live: this.shown });
-      else view.update(item);
+      else view.update(item, { busy, last: item.message === lastAnswer });
       if (view.el !== cursor) this.timeline.insertBefore(view.el, cursor);
       else cursor = cursor.nextElementSibling;
     }
@@ -256,7 +370,7 @@ export class ConversationView {
   }
 
   createView(item) {
-    if (item.kind === "user") return new UserMessageView(item.message);
+    if (item.kind === "user") return new UserMessageView(item.message, this.actions);
     if (item.kind === "run") return new RunView(item.run, this.actions);
     return new AnswerView(item.message, this.actions);
   }

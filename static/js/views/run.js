@@ -27,22 +27,48 @@ export function stageElapsed(stage, skewMs = 0) {
   return Number.isNaN(end) ? null : end - start;
 }
 
+const versionModels = (versions) => versions.map((v) => v.model ?? v.status).join(", ");
+
 function outputSummary(stage) {
   const parts = [stage.name];
   if (stage.model) parts.push(stage.model);
   const usage = usageText(stage.usage);
   if (usage) parts.push(usage);
+  const earlier = stage.versions?.length ?? 0;
+  if (earlier) parts.push(`re-run (${earlier} earlier ${earlier === 1 ? "version" : "versions"}: ${versionModels(stage.versions)})`);
   return parts.join(" · ");
 }
 
-/** Collapsible outputs of a run's completed stages (open state survives updates). */
+/** A stage's "Re-run with…" control: a model (or the agent's own chain) and a button. */
+class RerunControl {
+  constructor(index, onRerun) {
+    this.select = h("select", { class: "rerun-model", testid: "rerun-model", "aria-label": "Model for the re-run" });
+    this.button = h("button", { type: "button", class: "secondary", testid: "rerun-stage",
+      on: { click: () => onRerun(index, this.select.value || null) } }, "Re-run");
+    this.el = h("div", { class: "rerun msg-actions", testid: "rerun" }, this.select, this.button);
+    this.models = null;
+  }
+
+  update(models) {
+    const key = models.join("\n");
+    if (this.models === key) return;
+    this.models = key;
+    const chosen = this.select.value;
+    this.select.replaceChildren(h("option", { value: "" }, "its own models"), ...models.map((m) => h("option", { value: m }, m)));
+    if (models.includes(chosen)) this.select.value = chosen;
+  }
+}
+
+/** Collapsible outputs of a run's completed stages (open state survives updates). With
+ * onRerun(index, model), each can be re-run (shown while ``rerun`` says so). */
 export class StageOutputs {
-  constructor() {
+  constructor({ onRerun = null } = {}) {
+    this.onRerun = onRerun;
     this.el = h("div", { class: "stage-outputs", testid: "stage-outputs" });
     this.items = new Map();
   }
 
-  update(stages) {
+  update(stages, { rerun = false, models = [] } = {}) {
     const done = stages.filter((s) => s.status === "completed" && typeof s.output === "string");
     for (const stage of done) {
       let item = this.items.get(stage.index);
@@ -50,14 +76,20 @@ export class StageOutputs {
         item = {
           summary: h("summary"),
           body: h("div", { class: "stage-output-text markdown", testid: "stage-output-text" }),
+          rerun: this.onRerun ? new RerunControl(stage.index, this.onRerun) : null,
         };
         item.view = new MarkdownView(item.body);
-        item.el = h("details", { class: "stage-output", testid: "stage-output", dataset: { stage: stage.name } }, item.summary, item.body);
+        item.el = h("details", { class: "stage-output", testid: "stage-output", dataset: { stage: stage.name } },
+          item.summary, item.body, item.rerun?.el);
         this.items.set(stage.index, item);
         this.el.append(item.el);
       }
       setText(item.summary, outputSummary(stage));
       item.view.set(stage.output);
+      if (item.rerun) {
+        item.rerun.update(models);
+        show(item.rerun.el, rerun);
+      }
     }
     for (const [index, item] of this.items) {
       if (!done.some((s) => s.index === index)) {

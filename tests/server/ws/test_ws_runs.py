@@ -33,9 +33,17 @@ class FakeRunService:
         self.policies: list[str | None] = []
 
     async def post_message(
-        self, user: User, session_id: str, content: str, double_texting: str | None = None
+        self,
+        user: User,
+        session_id: str,
+        content: str,
+        double_texting: str | None = None,
+        *,
+        edit_of: str | None = None,
     ) -> Posted:
-        self.calls.append(("send", user.user_id, session_id, content))
+        self.calls.append(
+            ("send", user.user_id, session_id, content, *([edit_of] if edit_of else []))
+        )
         self.policies.append(double_texting)
         if self.error is not None:
             raise self.error
