@@ -75,6 +75,20 @@ async def _embedded_run(
     return web, api, await _one_run(api)
 
 
+async def _scrape_after_jobs(
+    http: aiohttp.ClientSession, url: str, stages: int
+) -> dict[tuple[str, str], float]:
+    """Scrape once the run's last job is counted finished: arq counts a job after it returns,
+    which is after the run (completed by that job) can be read as completed."""
+    done = {"function": "run_stage", "outcome": "completed"}
+    async with asyncio.timeout(15):
+        while True:
+            samples = await _scrape(http, url)
+            if _value(samples, "chorus_jobs_finished_total", **done) >= stages:
+                return samples
+            await asyncio.sleep(0.1)
+
+
 def _assert_run_counted(samples: dict[tuple[str, str], float], stages: int) -> None:
     ok = {"provider": "demo", "model": "demo", "outcome": "ok"}
     assert _value(samples, "chorus_llm_attempts_total", **ok) == stages
@@ -103,7 +117,9 @@ async def test_a_run_moves_the_llm_and_job_metrics_on_the_workers_metrics(
     api = await Api(http, web.url).sign_up("metrics@example.test")
     run = await _one_run(api)
 
-    _assert_run_counted(await _scrape(http, metrics_url), len(run["stages"]))
+    _assert_run_counted(
+        await _scrape_after_jobs(http, metrics_url, len(run["stages"])), len(run["stages"])
+    )
     # The image's HEALTHCHECK: the worker answers on its metrics port, nothing on another.
     assert await _healthcheck(cluster, "worker", WORKER_METRICS_PORT=port) == 0
     assert await _healthcheck(cluster, "worker", WORKER_METRICS_PORT=free_port()) == 1
@@ -137,7 +153,7 @@ async def test_the_embedded_worker_is_counted_on_the_web_metrics(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
     web, _api, run = await _embedded_run(cluster, http, "embedded-metrics@example.test")
-    samples = await _scrape(http, f"{web.url}/metrics")
+    samples = await _scrape_after_jobs(http, f"{web.url}/metrics", len(run["stages"]))
     _assert_run_counted(samples, len(run["stages"]))
     route = {"method": "POST", "route": "/api/v1/sessions/{session_id}/messages", "status": "202"}
     assert _value(samples, "chorus_http_requests_total", **route) == 1
