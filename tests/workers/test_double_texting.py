@@ -308,6 +308,37 @@ async def test_amend_reaches_the_stages_that_start_after_it(
     assert "run.amended" in await _names(app, sid)
 
 
+async def test_an_amendment_sits_on_the_branch_between_its_message_and_the_answer(
+    app: Client, worker: WorkerDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Branches and amendments together: the amendment follows its run's message, the
+    answer follows the amendment the stages read; the next message's history is that
+    branch, and the answer can be regenerated (a sibling, the amendment kept)."""
+    user = await make_user(app)
+    sid = await _session(app, user)
+    first = (await _send(app, user, sid, "How do I brew tea?"))["run"]
+    await _drive(worker, first["run_id"], range(1))
+    amend = await _send(app, user, sid, "Green tea, please.", "amend")
+    done = await _drive(worker, first["run_id"], range(1, 3))
+    assert done.status == "completed"
+    messages = (await _view(app, user, sid))["messages"]
+    ids = [m["message_id"] for m in messages]
+    assert ids == [first["input_message_id"], amend["message"]["message_id"],
+                   done.assistant_message_id]  # fmt: skip
+    assert [m["parent_id"] for m in messages] == [None, ids[0], ids[1]]
+    assert [len(m["sibling_ids"]) for m in messages] == [1, 1, 1]
+
+    prompts = _prompts(worker, monkeypatch)
+    second = (await _send(app, user, sid, "And oolong?"))["run"]
+    await _drive(worker, second["run_id"], range(1))
+    history = [m["content"] for m in prompts[0][1:-1]]
+    assert history[:2] == ["How do I brew tea?", "Green tea, please."]
+    # The second run's answer is the tip now: regenerate it.
+    await _drive(worker, second["run_id"], range(1, 3))
+    resp = await app.post(f"/api/v1/runs/{second['run_id']}/regenerate", headers=user.auth)
+    assert resp.status == 202, await resp.text()
+
+
 async def test_an_amendment_no_stage_saw_is_queued_when_the_run_ends(
     app: Client, worker: WorkerDeps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
