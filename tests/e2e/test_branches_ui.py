@@ -8,7 +8,6 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
-    ARTIFACTS,
     answers,
     session_id_of,
     sign_in_context,
@@ -57,7 +56,6 @@ def test_regenerate_gives_a_second_answer_and_the_switcher_shows_both(
     assert second and second != first
     expect(tid(answers(page), "branch-position")).to_have_text("2/2")
     expect(tid(answers(page), "regenerate")).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "screenshots" / "branches-desktop-light.png"))
 
     tid(answers(page), "branch-prev").click()
     expect(answers(page)).to_have_attribute("data-message-id", first or "")

@@ -2,7 +2,9 @@
 
 Saved under artifacts/screenshots/ as <screen>-<device>-<scheme>.png for people to look
 at; each also checks the layout holds (nothing wider than the screen, the composer and
-the top bar on screen).
+the top bar on screen). The run-control states too: a regenerated answer's branch
+switcher, a run paused at an approval gate, follow-ups queued behind a busy run, and the
+usage page's line on today's budget (the server has a daily token budget).
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import DESKTOP, ContextFactory, UserFactory
-from tests.e2e.support import ARTIFACTS, answers, tid, ui_login
+from tests.e2e.support import (
+    ARTIFACTS,
+    answers,
+    sign_in_context,
+    tid,
+    ui_login,
+    user_messages,
+    wait_streaming,
+)
 from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
 # Slow enough that four pages can each be photographed while the same run streams.
 DEMO_TOKEN_DELAY_MS = 30
+SERVER_ENV = {"BUDGET_TOKENS_PER_DAY": "1000000"}  # the usage page shows what is left
 SHOTS = ARTIFACTS / "screenshots"
 PHONE = {"width": 390, "height": 844}
 
@@ -145,6 +156,7 @@ def test_screenshots_of_the_main_screens(
     for variant, page in pages.items():
         page.goto("/#/usage")
         expect(tid(page, "usage-row").first).to_be_visible()
+        expect(tid(page, "usage-budget")).to_contain_text("Left today:")
         check_layout(page, app=False)  # no composer here
         expect(tid(page, "logout")).to_be_in_viewport()
         shoot(page, variant, "usage")
@@ -185,3 +197,77 @@ def test_screenshots_of_a_first_run(new_context: ContextFactory, make_user: User
         expect(tid(page, "composer-input")).not_to_have_value("")
         check_layout(page)
         shoot(page, variant, "new-session")
+
+
+def test_screenshots_of_run_control(
+    new_context: ContextFactory, api: SyncApi, make_user: UserFactory
+) -> None:
+    """A regenerated answer (branch switcher), an approval gate, queued follow-ups."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    user = make_user("robin")
+    rest = api.as_user(user)
+
+    def new_session(title: str, pipeline: str = "default") -> str:
+        body = {"title": title, "pipeline": pipeline}
+        return str(rest.post("/api/v1/sessions", body, expect=201)["session_id"])
+
+    def send(session_id: str, content: str) -> dict[str, Any]:
+        path = f"/api/v1/sessions/{session_id}/messages"
+        sent: dict[str, Any] = rest.post(path, {"content": content}, expect=202)
+        return sent
+
+    # Both runs stream at once: one to regenerate, one to pause at its gate.
+    tea = new_session("Green tea")
+    reviewed = new_session("Reviewed plan", pipeline="reviewed")
+    first = send(tea, "How do I brew green tea?")["run"]["run_id"]
+    gated = send(reviewed, "Plan a picnic in the park")["run"]["run_id"]
+    rest.wait_run(first, {"completed"})
+    again = rest.post(f"/api/v1/runs/{first}/regenerate", expect=202)["run"]["run_id"]
+    rest.wait_run(gated, {"awaiting_approval"})
+    rest.wait_run(again, {"completed"})
+
+    pages: dict[Variant, Page] = {}
+    for variant in VARIANTS:
+        context = new_context(**variant.options)
+        sign_in_context(context, user)
+        page = pages[variant] = context.new_page()
+        page.goto(f"/#/s/{tea}")
+        expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
+        expect(tid(answers(page), "branch-position")).to_have_text("2/2")
+        expect(tid(answers(page), "regenerate")).to_be_visible()
+        expect(tid(user_messages(page), "edit-message")).to_be_visible()
+        expect(tid(page, "composer")).to_have_attribute("data-state", "ready")
+        check_layout(page)
+        shoot(page, variant, "branches")
+
+        page.goto(f"/#/s/{reviewed}")
+        card = tid(page, "run")
+        expect(card).to_have_attribute("data-status", "awaiting_approval")
+        expect(tid(card, "approval-output")).not_to_have_value("")
+        expect(tid(card, "approve-run")).to_be_visible()
+        tid(card, "approval").scroll_into_view_if_needed()
+        check_layout(page)
+        shoot(page, variant, "approval")
+
+    # A run that stalls mid-plan stays busy: follow-ups sent meanwhile wait in the queue.
+    # (Started only now, so it is stuck for the few seconds the pictures take.)
+    lyon = new_session("Trip to Lyon")
+    stalled = send(lyon, "Plan a weekend in Lyon [[fail:stall]]")["run"]["run_id"]
+    queued = [send(lyon, text) for text in ("On a budget, please", "And vegetarian food")]
+    assert [q["outcome"] for q in queued] == ["queued", "queued"]
+    for variant, page in pages.items():
+        page.goto(f"/#/s/{lyon}")
+        wait_streaming(page, "plan")
+        expect(tid(page, "queued-message")).to_have_count(2)
+        expect(tid(page, "cancel-queued")).to_have_count(2)
+        expect(tid(page, "composer-hint")).to_contain_text("waits its turn")
+        tid(page, "composer-input").fill("And a good bakery?")
+        check_layout(page)
+        shoot(page, variant, "queued")
+
+    # Leave nothing running: the queue emptied first, or the run's end would start it.
+    for q in queued:
+        rest.call("DELETE", f"/api/v1/sessions/{lyon}/messages/{q['message']['message_id']}")
+    rest.post(f"/api/v1/runs/{stalled}/cancel", expect=202)
+    rest.post(f"/api/v1/runs/{gated}/reject", expect=200)
+    rest.wait_run(stalled, {"cancelled"})

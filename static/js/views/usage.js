@@ -22,10 +22,12 @@ export function chart(days) {
   const width = 600;
   const height = 160;
   const gap = 4;
+  // Room above the bars for the "max" label: on a phone its font is 20 units (app.css).
+  const top = 24;
   // At most 40 units wide: a single day is a bar, not a wall.
   const bar = Math.min(40, Math.max(4, (width - gap * (list.length + 1)) / Math.max(list.length, 1)));
   const max = Math.max(1, ...list.map((d) => d.prompt_tokens + d.completion_tokens));
-  const root = svg("svg", { viewBox: `0 0 ${width} ${height + 36}`, class: "usage-chart", role: "img",
+  const root = svg("svg", { viewBox: `0 0 ${width} ${top + height + 24}`, class: "usage-chart", role: "img",
     "aria-label": `Tokens per day for the last ${list.length} days with usage` });
   list.forEach((day, i) => {
     const total = day.prompt_tokens + day.completion_tokens;
@@ -33,17 +35,17 @@ export function chart(days) {
     const x = gap + i * (bar + gap);
     const title = svg("title");
     title.textContent = `${day.day}: ${integer.format(total)} tokens, ${cost(day.cost_usd)}`;
-    root.append(svg("rect", { x, y: 16 + height - barHeight, width: bar, height: barHeight, rx: 2, class: "usage-bar" }, title));
+    root.append(svg("rect", { x, y: top + height - barHeight, width: bar, height: barHeight, rx: 2, class: "usage-bar" }, title));
   });
   if (list.length) {
     const right = gap + list.length * (bar + gap) - gap;
-    const first = svg("text", { x: gap, y: height + 31, class: "usage-axis" });
+    const first = svg("text", { x: gap, y: top + height + 19, class: "usage-axis" });
     first.textContent = list[0].day;
-    const top = svg("text", { x: width - gap, y: 12, class: "usage-axis", "text-anchor": "end" });
-    top.textContent = `max ${integer.format(max)} tokens/day`;
-    root.append(first, top);
+    const most = svg("text", { x: width - gap, y: top - 6, class: "usage-axis", "text-anchor": "end" });
+    most.textContent = `max ${integer.format(max)} tokens/day`;
+    root.append(first, most);
     if (list.length > 1) {
-      const last = svg("text", { x: right, y: height + 31, class: "usage-axis", "text-anchor": "end" });
+      const last = svg("text", { x: right, y: top + height + 19, class: "usage-axis", "text-anchor": "end" });
       last.textContent = list.at(-1).day;
       root.append(last);
     }
