@@ -27,6 +27,9 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
     env = {"STAGE_TIMEOUT_S": STAGE_TIMEOUT_S}
     web = await cluster.web(http, **env)
     doomed = await cluster.worker("worker-1", **env)
+    # The survivor: started and paused before the run exists, so it is idle, and resumed
+    # at the kill (a process start would race the ~5 s draft on a loaded machine).
+    survivor = await cluster.standby_worker("worker-2", **env)
     api = await Api(http, web.url).sign_up("kill@example.test")
     session_id = await api.new_session()
     sock = await api.socket()
@@ -42,8 +45,8 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
             transcript.add(frame)
             if frame["name"] == "stage.delta" and frame["data"]["stage"] == "draft":
                 break
-    await cluster.worker("worker-2", **env)  # the survivor: started now, so it is idle
     doomed.kill()
+    survivor.resume()
     killed_at = time.time()
     await doomed.proc.wait()
     assert (await api.get_run(run_id))["stages"][1]["status"] == "running"
