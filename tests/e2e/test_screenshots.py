@@ -29,8 +29,10 @@ from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
-# Slow enough that four pages can each be photographed while the same run streams.
-DEMO_TOKEN_DELAY_MS = 30
+# Slow enough that four pages can each be photographed while the same run's draft streams
+# (about 12 s at 80 ms a token; at 30 ms, about 4 s, the draft sometimes ended first on a
+# loaded 2-core machine).
+DEMO_TOKEN_DELAY_MS = 80
 SERVER_ENV = {"BUDGET_TOKENS_PER_DAY": "1000000"}  # the usage page shows what is left
 SHOTS = ARTIFACTS / "screenshots"
 PHONE = {"width": 390, "height": 844}
