@@ -13,10 +13,12 @@ set, reads them back. This bench runs N concurrent sessions (default 50) on the 
 
 Each phase starts a fresh worker process (the web process stays; its check before a run
 starts reads the counters the same way in every phase), warms up with one run per
-session, then measures for a fixed time: stages completed per second, the worker's CPU
-seconds per stage, Redis commands per stage (INFO commandstats), time to first token (WS
-``send`` → first ``stage.delta``) and the gap between a stream's successive deltas. It
-prints the ratios on/off and off/no-meter. No bar: the figures are for reading.
+session, then measures for a fixed time: stages completed per second, the worker's and
+redis-server's CPU per stage, Redis commands per stage (INFO commandstats, which counts
+the commands a script runs as well as the script's call; "budget's" are HINCRBY, EXPIRE
+and HMGET, less the event bus's one HINCRBY per event), time to first token (WS ``send`` → first
+``stage.delta``) and the gap between a stream's successive deltas. It prints the ratios
+on/off and off/no-meter. No bar: the figures are for reading.
 
 Processes: redis-server, the demo model, one web process, one worker process, this client.
 
@@ -57,7 +59,8 @@ PHASES: dict[str, dict[str, str]] = {
     "on": {"BUDGET_TOKENS_PER_DAY": NEVER_BINDING, "BUDGET_GLOBAL_TOKENS_PER_DAY": NEVER_BINDING},
     "no-meter": {"BUDGET_TOKENS_PER_DAY": "0", "BUDGET_GLOBAL_TOKENS_PER_DAY": "0"},
 }
-# What BudgetBook sends (evalsha: the rebuild of a lost counter, and a Lua charge if any).
+# What BudgetBook sends, directly or from its scripts (INFO counts both), besides the
+# event bus's one HINCRBY per event.
 BUDGET_COMMANDS = ("hincrby", "expire", "hmget")
 UNSET = ("BUDGET_COST_PER_DAY", "BUDGET_GLOBAL_COST_PER_DAY")
 
@@ -134,6 +137,7 @@ class Figures:
     seconds: float = 0.0
     stages: int = 0
     cpu_s: float = 0.0
+    redis_cpu_s: float = 0.0
     commands: dict[str, int] = field(default_factory=dict)
     ttfts: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
@@ -143,6 +147,7 @@ class Figures:
         self.seconds += other.seconds
         self.stages += other.stages
         self.cpu_s += other.cpu_s
+        self.redis_cpu_s += other.redis_cpu_s
         for name, calls in other.commands.items():
             self.commands[name] = self.commands.get(name, 0) + calls
         self.ttfts += other.ttfts
@@ -162,14 +167,18 @@ class Figures:
 
     @property
     def budget_per_stage(self) -> float:
-        """The commands of the budget counters (the meter, and the web's check before a run)."""
-        return sum(self.commands.get(n, 0) for n in BUDGET_COMMANDS) / self.stages
+        """The commands of the budget counters (the meter, and the web's check before a run);
+        the event bus's publish script runs one HINCRBY per event (one XADD): not counted."""
+        c = self.commands
+        own = sum(c.get(n, 0) for n in BUDGET_COMMANDS) - c.get("xadd", 0)
+        return own / self.stages
 
     def metrics(self) -> dict[str, float]:
         """The figures compared across phases."""
         return {
             "stages/s": self.rate,
             "worker CPU ms/stage": self.cpu_ms,
+            "Redis CPU ms/stage": self.redis_cpu_s / self.stages * 1000,
             "Redis commands/stage": self.per_stage,
             "  of them budget's": self.budget_per_stage,
             "TTFT p50 ms": percentile(self.ttfts, 50) * 1000,
@@ -185,9 +194,11 @@ async def command_calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
-async def measure(seats: list[Seat], seconds: float, worker: Child, redis: Redis) -> Figures:
+async def measure(
+    seats: list[Seat], seconds: float, worker: Child, redis: Redis, redis_pid: int
+) -> Figures:
     """Every seat sends back to back for ``seconds`` (then finishes its run)."""
-    proc = psutil.Process(worker.pid)
+    proc, server = psutil.Process(worker.pid), psutil.Process(redis_pid)
     figures = Figures()
     stop_at = time.perf_counter() + seconds
 
@@ -202,9 +213,11 @@ async def measure(seats: list[Seat], seconds: float, worker: Child, redis: Redis
 
     before = await command_calls(redis)
     cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
+    redis_cpu0 = sum(server.cpu_times()[:2])
     await asyncio.gather(*(loop(s) for s in seats))
     figures.seconds = time.perf_counter() - t0
     figures.cpu_s = sum(proc.cpu_times()[:2]) - cpu0
+    figures.redis_cpu_s = sum(server.cpu_times()[:2]) - redis_cpu0
     after = await command_calls(redis)
     figures.commands = {n: c - before.get(n, 0) for n, c in after.items() if c > before.get(n, 0)}
     figures.commands["info"] = figures.commands.get("info", 1) - 1  # the bench's own INFO
@@ -221,7 +234,7 @@ async def start_worker(stack: Stack, phase: str, demo_url: str) -> Child:
     return child
 
 
-def report(phases: dict[str, Figures], top: int = 8) -> None:
+def report(phases: dict[str, Figures], top: int = 14) -> None:
     """Print each phase's figures and the ratios."""
     table = {name: f.metrics() for name, f in phases.items()}
     print(f"    {'':24s}" + "".join(f"{name:>12s}" for name in table)
@@ -260,7 +273,8 @@ async def main() -> None:
         seats = await open_seats(http, base, sessions)
         order = list(PHASES)
         worker = await start_worker(stack, "off", demo_url)  # warm up the web process and store
-        await measure(seats, phase_s, worker, redis)
+        redis_pid = stack.pids()["redis"]
+        await measure(seats, phase_s, worker, redis, redis_pid)
         worker.stop()
         stack.children.remove(worker)
         for r in range(rounds):
@@ -268,7 +282,7 @@ async def main() -> None:
             for name in order[r % len(order) :] + order[: r % len(order)]:
                 worker = await start_worker(stack, name, demo_url)
                 await asyncio.gather(*(seat.run_once() for seat in seats))  # warm-up
-                figures = await measure(seats, phase_s, worker, redis)
+                figures = await measure(seats, phase_s, worker, redis, redis_pid)
                 worker.stop()
                 stack.children.remove(worker)
                 phases[name].add(figures)
