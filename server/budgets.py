@@ -37,6 +37,22 @@ if redis.call('HEXISTS', KEYS[1], 'init') == 0 then
 end
 return redis.call('HMGET', KEYS[1], 'tokens', 'cost')
 """
+# Charges both counters (KEYS: the user's, everyone's) unless the amounts are 0, then, when
+# ARGV[4] is '1', answers both {tokens, cost, init}: one command and one round trip.
+_CHARGE = """
+if ARGV[1] ~= '0' or ARGV[2] ~= '0' then
+  for _, key in ipairs(KEYS) do
+    redis.call('HINCRBY', key, 'tokens', ARGV[1])
+    redis.call('HINCRBY', key, 'cost', ARGV[2])
+    redis.call('EXPIRE', key, ARGV[3])
+  end
+end
+if ARGV[4] == '1' then
+  return {redis.call('HMGET', KEYS[1], 'tokens', 'cost', 'init'),
+          redis.call('HMGET', KEYS[2], 'tokens', 'cost', 'init')}
+end
+return 0
+"""
 
 
 def cost_units(usd: float) -> int:
@@ -111,6 +127,7 @@ class BudgetBook:
         )
         self._clock = clock or (lambda: datetime.now(UTC))
         self._init = redis.register_script(_INIT)
+        self._charge = redis.register_script(_CHARGE)
 
     @property
     def unlimited(self) -> bool:
@@ -135,25 +152,34 @@ class BudgetBook:
         if tokens == 0 and units == 0:
             return
         day = day or day_of(self.now())
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in (self._keys.usage_day(user_id, day), self._keys.usage_day(None, day)):
-                pipe.hincrby(key, "tokens", tokens)
-                pipe.hincrby(key, "cost", units)
-                pipe.expire(key, COUNTER_TTL_S)
-            await pipe.execute()
+        keys = [self._keys.usage_day(user_id, day), self._keys.usage_day(None, day)]
+        await self._charge(keys=keys, args=[tokens, units, COUNTER_TTL_S, 0])
+
+    async def charge_and_spend(self, user_id: str, tokens: int, units: int) -> tuple[Spend, Spend]:
+        """``charge`` (0 charges nothing) then ``spent`` today, in one script: one round trip."""
+        day = day_of(self.now())
+        keys = [self._keys.usage_day(user_id, day), self._keys.usage_day(None, day)]
+        raw = await self._charge(keys=keys, args=[tokens, units, COUNTER_TTL_S, 1])
+        return await self._spends(cast(list[list[Any]], raw), keys, day, user_id)
 
     async def spent(self, user_id: str, day: str | None = None) -> tuple[Spend, Spend]:
         """The user's and everyone's spend on the day (today), rebuilt from the store if lost."""
         day = day or day_of(self.now())
-        user_key, all_key = self._keys.usage_day(user_id, day), self._keys.usage_day(None, day)
+        keys = [self._keys.usage_day(user_id, day), self._keys.usage_day(None, day)]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(user_key, ["tokens", "cost", "init"])
-            pipe.hmget(all_key, ["tokens", "cost", "init"])
-            mine, everyone = await pipe.execute()
+            for key in keys:
+                pipe.hmget(key, ["tokens", "cost", "init"])
+            raw = await pipe.execute()
+        return await self._spends(raw, keys, day, user_id)
+
+    async def _spends(
+        self, raw: list[list[Any]], keys: list[str], day: str, user_id: str
+    ) -> tuple[Spend, Spend]:
+        mine, everyone = raw
         if mine[2] is None:
-            mine = await self._rebuild(user_key, day, user_id)
+            mine = await self._rebuild(keys[0], day, user_id)
         if everyone[2] is None:
-            everyone = await self._rebuild(all_key, day, None)
+            everyone = await self._rebuild(keys[1], day, None)
         return _spend(mine[:2]), _spend(everyone[:2])
 
     async def _rebuild(self, key: str, day: str, user_id: str | None) -> list[Any]:

@@ -2,8 +2,10 @@
 
 While an attempt streams, its spend is estimated as the AttemptRunner estimates an
 abandoned stream (the prompt's characters / 4 plus the streamed characters / 4, priced at
-the current model's provider rates); each poll of the executor's stop check (about every
-50 ms) charges what the estimate grew by and reads the counters back. When the attempt's
+the current model's provider rates). The executor's stop check polls it about every 50 ms;
+the first poll and then one poll every CHECK_INTERVAL_S (0.25 s) charge what the estimate
+grew by and read the counters back, in one Redis command (a script; without any budget
+to check, only a charge, and nothing when nothing was streamed). When the attempt's
 ``llm_calls`` record arrives, the counters are corrected to its exact tokens and cost. The
 bookkeeping is synchronous before each Redis call, so the poller and the stream may
 interleave freely.
@@ -11,12 +13,18 @@ interleave freely.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from server.budgets import BudgetBook, cost_units
 from server.pipelines import Agent, AgentRegistry
 from server.store.models import User
 from workers.attempt import estimate_tokens
+
+# How often a stage charges and checks its budget (seconds): at most one Redis round trip
+# per streaming stage per interval, however often the stop check polls.
+CHECK_INTERVAL_S = 0.25
 
 
 class BudgetMeter:
@@ -29,6 +37,8 @@ class BudgetMeter:
         registry: AgentRegistry,
         agent: Agent,
         messages: list[dict[str, str]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._book = book
         self._user = user
@@ -40,6 +50,8 @@ class BudgetMeter:
         self._streaming = False
         self._charged_tokens = 0
         self._charged_units = 0
+        self._clock = clock
+        self._checked_at: float | None = None  # when spent() last went to Redis
         self.exceeded: str | None = None  # which budget stopped the stage: "user", "global"
 
     def on_delta(self, text: str) -> None:
@@ -72,16 +84,22 @@ class BudgetMeter:
         await self._book.charge(self._user.user_id, delta_tokens, delta_units)
 
     async def spent(self) -> bool:
-        """Charge what the stream added since the last poll; True once a budget is spent."""
+        """Charge what the stream added since the last charge and check the budgets (on the
+        first call, then at most every CHECK_INTERVAL_S); True once a budget is spent."""
+        now = self._clock()
+        if self._checked_at is not None and now - self._checked_at < CHECK_INTERVAL_S:
+            return False
+        self._checked_at = now
         tokens, units = self._estimate()
         delta_tokens = max(0, tokens - self._charged_tokens)
         delta_units = max(0, units - self._charged_units)
         self._charged_tokens += delta_tokens
         self._charged_units += delta_units
-        await self._book.charge(self._user.user_id, delta_tokens, delta_units)
         if self._limit.tokens is None and self._limit.cost_usd is None and self._book.unlimited:
+            await self._book.charge(self._user.user_id, delta_tokens, delta_units)
             return False  # no budget to check: charging keeps the counters right
-        mine, everyone = await self._book.spent(self._user.user_id)
+        user_id = self._user.user_id
+        mine, everyone = await self._book.charge_and_spend(user_id, delta_tokens, delta_units)
         if self._limit.spent(mine):
             self.exceeded = "user"
         elif self._book.global_limit.spent(everyone):
