@@ -51,10 +51,30 @@ from server.store.sqlite_sql import (
 M = TypeVar("M", bound=BaseModel)
 
 
+_PRAGMA_TRIES = 40  # about 40 s of waiting in all
+
+
 async def _exec(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement, close its cursor and return how many rows it changed."""
     async with conn.execute(sql, params) as cursor:
         return cursor.rowcount
+
+
+async def _pragma(conn: aiosqlite.Connection, pragma: str) -> None:
+    """Run a PRAGMA, retrying while another connection locks the file.
+
+    Switching a new file to WAL takes an exclusive lock and SQLite does not wait on the busy
+    handler for it: two connections opening one new file at once (the web app's store and
+    the embedded worker's) made one fail with "database is locked".
+    """
+    for attempt in range(_PRAGMA_TRIES):
+        try:
+            await _exec(conn, f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _PRAGMA_TRIES - 1:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
 
 
 def _load(model: type[M], rows: Iterable[Any]) -> list[M]:
@@ -77,7 +97,7 @@ class SqliteStore:
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             for pragma in PRAGMAS:
-                await _exec(conn, f"PRAGMA {pragma}")
+                await _pragma(conn, pragma)
         except BaseException:
             await conn.close()
             raise

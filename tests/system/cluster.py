@@ -93,15 +93,6 @@ class ChorusProcess:
         if self.alive:
             self.proc.send_signal(signal.SIGKILL)
 
-    def pause(self) -> None:
-        """SIGSTOP the process: it runs nothing (polls no job) until ``resume``."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT a paused process."""
-        if self.alive:
-            self.proc.send_signal(signal.SIGCONT)
-
     async def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s``; always reap the process."""
         if self.alive:
@@ -174,19 +165,10 @@ class Cluster:
         await child.wait_output(store_line(environ))
         return child
 
-    async def standby_worker(self, name: str = "standby", **env: Any) -> ChorusProcess:
-        """A worker started now and paused (SIGSTOP) before any job exists: ``resume`` it to
-        have an idle worker at once, without a process start racing a streaming stage."""
-        child = await self.worker(name, **env)
-        child.pause()
-        return child
-
     def logs(self) -> str:
         """Every process's output tail, for a failing test's report."""
         return "\n".join(f"----- {p.name} -----\n{p.log_tail(80)}" for p in self.procs)
 
     async def close(self) -> None:
-        """Stop every process started (in parallel; a paused one is resumed first)."""
-        for proc in self.procs:
-            proc.resume()
+        """Stop every process started (in parallel)."""
         await asyncio.gather(*(p.stop() for p in self.procs), return_exceptions=True)

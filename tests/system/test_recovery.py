@@ -55,11 +55,12 @@ async def test_a_zombie_worker_publishes_and_writes_nothing(
     demo.configure(token_delay_ms=100.0)
     web = await cluster.web(http, **ENV)
     zombie = await cluster.worker("worker-1", **ENV)
-    successor = await cluster.standby_worker("worker-2", **ENV)
     api = await Api(http, web.url).sign_up("zombie@example.test")
     session_id, run_id, sock, transcript = await _start_run(api)
-    zombie.pause()
-    successor.resume()
+    demo.configure(token_delay_ms=60_000.0)  # hold the draft while worker-2 starts
+    await cluster.worker("worker-2", **ENV)
+    zombie.proc.send_signal(signal.SIGSTOP)
+    demo.configure(token_delay_ms=100.0)  # the taken-over draft streams at 100 ms again
     try:
         await follow(sock, transcript, run_id, within_s=60)  # taken over, then completed
         before = await _snapshot(api, session_id, run_id)
@@ -87,11 +88,12 @@ async def test_sigterm_hands_the_running_stage_to_another_worker(
     env = {**ENV, "WORKER_GRACE_S": 0.5}  # the draft takes ~5 s: longer than the grace
     web = await cluster.web(http, **env)
     leaving = await cluster.worker("worker-1", **env)
-    taker = await cluster.standby_worker("worker-2", **env)
     api = await Api(http, web.url).sign_up("handback@example.test")
     session_id, run_id, sock, transcript = await _start_run(api)
+    demo.configure(token_delay_ms=60_000.0)  # hold the draft while worker-2 starts
+    await cluster.worker("worker-2", **env)
     leaving.proc.send_signal(signal.SIGTERM)
-    taker.resume()
+    demo.configure(token_delay_ms=100.0)  # the handed-back draft streams at 100 ms again
     await leaving.wait_output("handed 1 running stage(s) back", within_s=15)
     await follow(sock, transcript, run_id, within_s=60)
     run = await api.get_run(run_id)

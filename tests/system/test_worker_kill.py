@@ -27,9 +27,6 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
     env = {"STAGE_TIMEOUT_S": STAGE_TIMEOUT_S}
     web = await cluster.web(http, **env)
     doomed = await cluster.worker("worker-1", **env)
-    # The survivor: started and paused before the run exists, so it is idle, and resumed
-    # at the kill (a process start would race the ~5 s draft on a loaded machine).
-    survivor = await cluster.standby_worker("worker-2", **env)
     api = await Api(http, web.url).sign_up("kill@example.test")
     session_id = await api.new_session()
     sock = await api.socket()
@@ -45,10 +42,14 @@ async def test_worker_sigkill_mid_stage_resumes_that_stage_once(
             transcript.add(frame)
             if frame["name"] == "stage.delta" and frame["data"]["stage"] == "draft":
                 break
+    # Hold the draft where it is (the next token in a minute), so starting the survivor
+    # cannot outlast it on a loaded machine; the re-executed draft streams at 100 ms again.
+    demo.configure(token_delay_ms=60_000.0)
+    await cluster.worker("worker-2", **env)  # the survivor: started now, so it is idle
     doomed.kill()
-    survivor.resume()
     killed_at = time.time()
     await doomed.proc.wait()
+    demo.configure(token_delay_ms=100.0)
     assert (await api.get_run(run_id))["stages"][1]["status"] == "running"
 
     await follow(sock, transcript, run_id, within_s=60)  # far below arq's 200 s lock

@@ -214,8 +214,8 @@ class DemoModelServer:
         enc = ChunkEncoder(answer.call_id, answer.created, answer.model)
         await resp.write(enc.role())
         stop = max(1, len(answer.tokens) // 2) if fault in ("stall", "cut") else len(answer.tokens)
-        delay = self.config.token_delay_ms / 1000
         for index, token in enumerate(answer.tokens[:stop]):
+            delay = self.config.token_delay_ms / 1000  # per token: ``configure`` paces live streams
             if index and delay > 0:
                 await asyncio.sleep(delay)
             await resp.write(enc.delta(token))
