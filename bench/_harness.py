@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -589,3 +589,62 @@ class CpuMeter:
 def describe_cpu(usage: dict[str, float]) -> str:
     """Format CPU figures as ``name 12%``."""
     return ", ".join(f"{name} {pct:.0f}%" for name, pct in usage.items())
+
+
+# ---------------------------------------------------------------- sessions driven over sockets
+
+
+class RunWatch(Protocol):
+    """What a bench records of one session's current run, fed every event of its socket."""
+
+    status: str | None
+    done: asyncio.Event
+
+    def reset(self) -> None:
+        """Forget the previous run."""
+
+    def see(self, frame: dict[str, Any], now: float) -> None:
+        """Record one event (``now``: perf_counter time)."""
+
+
+W = TypeVar("W", bound=RunWatch)
+
+
+@dataclass
+class Seat(Generic[W]):
+    """One session watched by its own socket (a browser tab)."""
+
+    conn: ChorusWs
+    session_id: str
+    watch: W
+    prompt: str
+
+    async def run_once(self) -> float:
+        """Send the prompt and wait for its run to end; return the send time."""
+        self.watch.reset()
+        sent = time.perf_counter()
+        await self.conn.command("send", session_id=self.session_id, content=self.prompt)
+        async with asyncio.timeout(120):
+            await self.watch.done.wait()
+        if self.watch.status != "run.completed":
+            raise RuntimeError(f"run ended {self.watch.status}")
+        return sent
+
+
+async def open_seats(
+    http: aiohttp.ClientSession, base: str, count: int, watch: Callable[[], W], *,
+    prompt: str, tag: str,
+) -> list[Seat[W]]:  # fmt: skip
+    """``count`` sockets, each subscribed to its own chat session (10 users, ``tag`` in
+    their emails), each session asking ``prompt``."""
+    api = Api(http, base)
+    tokens = [await api.user(new_email(tag)) for _ in range(10)]
+    seats: list[Seat[W]] = []
+    for i in range(count):
+        token = tokens[i % len(tokens)]
+        session_id = await api.session(token, pipeline="chat")
+        seen = watch()
+        conn = await ChorusWs.open(http, base, token, seen.see)
+        await conn.command("subscribe", session_id=session_id)
+        seats.append(Seat(conn, session_id, seen, prompt))
+    return seats

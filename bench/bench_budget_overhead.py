@@ -38,17 +38,16 @@ import psutil  # type: ignore[import-untyped]
 from _harness import (
     PYTHON,
     ROOT,
-    Api,
     Child,
-    ChorusWs,
+    Seat,
     Stack,
     client,
     header,
-    new_email,
     percentile,
     run,
     wait_log,
 )
+from _harness import open_seats as harness_open_seats
 from redis.asyncio import Redis
 
 PROMPT = "What does charging a budget counter every 50 ms cost a streaming stage?"
@@ -95,39 +94,9 @@ class Watch:
             self.done.set()
 
 
-@dataclass
-class Seat:
-    """One session watched by its own socket."""
-
-    conn: ChorusWs
-    session_id: str
-    watch: Watch
-
-    async def run_once(self) -> float:
-        """Send a message and wait for its run to end; return the send time."""
-        self.watch.reset()
-        sent = time.perf_counter()
-        await self.conn.command("send", session_id=self.session_id, content=PROMPT)
-        async with asyncio.timeout(120):
-            await self.watch.done.wait()
-        if self.watch.status != "run.completed":
-            raise RuntimeError(f"run ended {self.watch.status}")
-        return sent
-
-
-async def open_seats(http: aiohttp.ClientSession, base: str, count: int) -> list[Seat]:
+async def open_seats(http: aiohttp.ClientSession, base: str, count: int) -> list[Seat[Watch]]:
     """``count`` sockets, each subscribed to its own chat session (10 users)."""
-    api = Api(http, base)
-    tokens = [await api.user(new_email("budget")) for _ in range(10)]
-    seats: list[Seat] = []
-    for i in range(count):
-        token = tokens[i % len(tokens)]
-        session_id = await api.session(token, pipeline="chat")
-        watch = Watch()
-        conn = await ChorusWs.open(http, base, token, watch.see)
-        await conn.command("subscribe", session_id=session_id)
-        seats.append(Seat(conn, session_id, watch))
-    return seats
+    return await harness_open_seats(http, base, count, Watch, prompt=PROMPT, tag="budget")
 
 
 @dataclass
@@ -195,14 +164,14 @@ async def command_calls(redis: Redis) -> dict[str, int]:
 
 
 async def measure(
-    seats: list[Seat], seconds: float, worker: Child, redis: Redis, redis_pid: int
+    seats: list[Seat[Watch]], seconds: float, worker: Child, redis: Redis, redis_pid: int
 ) -> Figures:
     """Every seat sends back to back for ``seconds`` (then finishes its run)."""
     proc, server = psutil.Process(worker.pid), psutil.Process(redis_pid)
     figures = Figures()
     stop_at = time.perf_counter() + seconds
 
-    async def loop(seat: Seat) -> None:
+    async def loop(seat: Seat[Watch]) -> None:
         while time.perf_counter() < stop_at:
             sent = await seat.run_once()
             w = seat.watch

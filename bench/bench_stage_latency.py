@@ -37,19 +37,18 @@ from typing import Any
 import aiohttp
 import openai
 from _harness import (
-    Api,
-    ChorusWs,
     CpuMeter,
+    Seat,
     Stack,
     client,
     describe_cpu,
     header,
-    new_email,
     percentile,
     profile,
     run,
     verdict,
 )
+from _harness import open_seats as harness_open_seats
 
 from server.pipelines import AgentRegistry
 
@@ -91,39 +90,9 @@ class Watch:
             self.done.set()
 
 
-@dataclass
-class Seat:
-    """One session watched by its own socket (a browser tab)."""
-
-    conn: ChorusWs
-    session_id: str
-    watch: Watch
-
-    async def run_once(self) -> float:
-        """Send a message and wait for its run to end; return the send time."""
-        self.watch.reset()
-        sent = time.perf_counter()
-        await self.conn.command("send", session_id=self.session_id, content=PROMPT)
-        async with asyncio.timeout(120):
-            await self.watch.done.wait()
-        if self.watch.status != "run.completed":
-            raise RuntimeError(f"run ended {self.watch.status}")
-        return sent
-
-
-async def open_seats(http: aiohttp.ClientSession, base: str, count: int) -> list[Seat]:
+async def open_seats(http: aiohttp.ClientSession, base: str, count: int) -> list[Seat[Watch]]:
     """Open ``count`` sockets, each subscribed to its own chat session (10 users)."""
-    api = Api(http, base)
-    tokens = [await api.user(new_email("ttft")) for _ in range(10)]
-    seats: list[Seat] = []
-    for i in range(count):
-        token = tokens[i % len(tokens)]
-        session_id = await api.session(token, pipeline="chat")
-        watch = Watch()
-        conn = await ChorusWs.open(http, base, token, watch.see)
-        await conn.command("subscribe", session_id=session_id)
-        seats.append(Seat(conn, session_id, watch))
-    return seats
+    return await harness_open_seats(http, base, count, Watch, prompt=PROMPT, tag="ttft")
 
 
 def think(mean_s: float) -> float:
@@ -134,11 +103,11 @@ def think(mean_s: float) -> float:
 # ---------------------------------------------------------------- (a) enqueue → stage start
 
 
-async def stage_start_latency(seats: list[Seat], samples: int) -> list[float]:
+async def stage_start_latency(seats: list[Seat[Watch]], samples: int) -> list[float]:
     """Run chat runs on the seats until ``samples`` queued→started gaps are collected."""
     gaps: list[float] = []
 
-    async def loop(seat: Seat) -> None:
+    async def loop(seat: Seat[Watch]) -> None:
         await asyncio.sleep(random.uniform(0, 1.0))  # no burst of ten sends at once
         while len(gaps) < samples:
             await seat.run_once()
@@ -156,7 +125,9 @@ async def stage_start_latency(seats: list[Seat], samples: int) -> list[float]:
 Legs = list[tuple[float, float, float, float]]
 
 
-async def chorus_ttft(seats: list[Seat], seconds: float, think_s: float, legs: Legs) -> list[float]:
+async def chorus_ttft(
+    seats: list[Seat[Watch]], seconds: float, think_s: float, legs: Legs
+) -> list[float]:
     """Every seat chats for ``seconds``; return send → first delta of each run.
 
     ``legs`` collects where the time went: send → message.created → run.queued →
@@ -165,7 +136,7 @@ async def chorus_ttft(seats: list[Seat], seconds: float, think_s: float, legs: L
     ttfts: list[float] = []
     stop_at = time.perf_counter() + seconds
 
-    async def loop(seat: Seat) -> None:
+    async def loop(seat: Seat[Watch]) -> None:
         await asyncio.sleep(random.uniform(0, think_s or 0.2))
         while time.perf_counter() < stop_at:
             sent = await seat.run_once()

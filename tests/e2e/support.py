@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,19 @@ def sign_in_context(context: BrowserContext, user: User) -> None:
         "/api/v1/auth/login", data={"email": user.email, "password": user.password}
     )
     assert resp.ok, resp.text()
+
+
+def signed_in_page(
+    new_context: Callable[..., BrowserContext], user: User, **options: object
+) -> Page:
+    """A page of a new context (``options`` for the context) where the user is signed in,
+    at /, online."""
+    context = new_context(**options)
+    sign_in_context(context, user)
+    page = context.new_page()
+    page.goto("/")
+    expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
+    return page
 
 
 # --- UI steps -------------------------------------------------------------------------------

@@ -5,25 +5,23 @@ only), and the answer follows from the edited plan; another run is rejected."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
-from tests.e2e.support import answers, sign_in_context, stage_el, tid, ui_new_session, ui_send
+from tests.e2e.support import (
+    answers,
+    signed_in_page,
+    stage_el,
+    tid,
+    ui_new_session,
+    ui_send,
+)
 from tests.e2e.test_accessibility import assert_accessible
-from tests.support.api import SyncApi, User
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
 EDITED_LINE = "4. Mention the approved-plan marker"
-
-
-def signed_in_page(new_context: ContextFactory, user: User, **options: object) -> Page:
-    context = new_context(**options)
-    sign_in_context(context, user)
-    page = context.new_page()
-    page.goto("/")
-    expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
-    return page
 
 
 def test_edit_and_approve_a_plan_then_reject_another(

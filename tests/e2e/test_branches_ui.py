@@ -10,25 +10,15 @@ from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
     answers,
     session_id_of,
-    sign_in_context,
+    signed_in_page,
     tid,
     ui_new_session,
     ui_send,
     user_messages,
 )
-from tests.support.api import SyncApi, User
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
-
-
-def signed_in_page(new_context: ContextFactory, user: User) -> Page:
-    """A page of a new context where the user is signed in, at /."""
-    context = new_context()
-    sign_in_context(context, user)
-    page = context.new_page()
-    page.goto("/")
-    expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
-    return page
 
 
 def answered(page: Page, count: int) -> None:

@@ -7,7 +7,7 @@ announcements a screen reader hears.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import ContextFactory, UserFactory
 from tests.e2e.support import (
@@ -15,7 +15,7 @@ from tests.e2e.support import (
     Recording,
     answers,
     markdown_source,
-    sign_in_context,
+    signed_in_page,
     stage_el,
     tid,
     ui_new_session,
@@ -23,22 +23,12 @@ from tests.e2e.support import (
     user_messages,
     wait_streaming,
 )
-from tests.support.api import SyncApi, User
+from tests.support.api import SyncApi
 
 pytestmark = pytest.mark.e2e
 
 # Slow enough that a stage streams for a while: there is time to type and to cancel.
 DEMO_TOKEN_DELAY_MS = 40
-
-
-def signed_in_page(new_context: ContextFactory, user: User, **options: object) -> Page:
-    """A page of a new context where the user is signed in, at /."""
-    context = new_context(**options)
-    sign_in_context(context, user)
-    page = context.new_page()
-    page.goto("/")
-    expect(tid(page, "conn-status")).to_have_attribute("data-state", "online")
-    return page
 
 
 def test_live_markdown_busy_send_and_cancel_keeping_text(
